@@ -1,0 +1,61 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of the libtorch stage. Each variant carries the context a user
+/// needs to act on it (the step, the file, the setting at fault).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GlmcError {
+    /// A libtorch operation failed (shape mismatch, device mismatch, …).
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A libtorch operation failed while doing `context`.
+    #[error("{context}: {source}")]
+    TorchContext {
+        context: String,
+        #[source]
+        source: tch::TchError,
+    },
+    /// The total loss was NaN or infinite; training must stop here and the
+    /// last good checkpoint be kept.
+    #[error("non-finite loss ({value}) at global step {step} (epoch {epoch}); stopping, the last good checkpoint is kept")]
+    NonFiniteLoss { step: u64, epoch: usize, value: f64 },
+    /// A setting or an input has a value the method cannot use.
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A checkpoint is missing a file or a tensor, or does not fit the model.
+    #[error("checkpoint {}: {why}", path.display())]
+    Checkpoint { path: PathBuf, why: String },
+}
+
+pub type Result<T, E = GlmcError> = std::result::Result<T, E>;
+
+impl GlmcError {
+    pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
+        GlmcError::Invalid { what, why: why.into() }
+    }
+}
+
+/// Adds a context string to libtorch errors.
+pub(crate) trait TorchContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GlmcError::TorchContext { context: context(), source })
+    }
+}

@@ -1,0 +1,192 @@
+//! Model shapes and sizes (against torchvision / the authors' ResNet-32),
+//! checkpoint round trips, typed errors and the λ / box draw.
+
+use lt_core::rng::Rng;
+use lt_glmc::checkpoint::{self, TrainState};
+use lt_glmc::loss::{self, ClassStats, GlmcBatch, LossConfig};
+use lt_glmc::mix::{CutBox, MixParams, Normalizer};
+use lt_glmc::model::{Arch, GlmcNet, HeadSet, ModelConfig};
+use lt_glmc::optim::{Sgd, SgdConfig};
+use lt_glmc::tch::{nn::VarStore, Device, Kind, Tensor};
+use lt_glmc::GlmcError;
+
+const HEADS: [&str; 4] = ["head.", "head_cb.", "proj.", "pred."];
+
+/// Parameter count and number of state_dict entries of the encoder alone.
+fn encoder_size(arch: Arch) -> (i64, usize) {
+    let vs = VarStore::new(Device::Cpu);
+    let _net = GlmcNet::try_new(&vs.root(), ModelConfig::new(arch, 10)).unwrap();
+    let vars = vs.variables();
+    let enc: Vec<_> = vars.iter().filter(|(n, _)| n.starts_with("encoder.")).collect();
+    let params = enc.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
+    assert!(vars.keys().all(|n| n.starts_with("encoder.") || HEADS.iter().any(|h| n.starts_with(h))));
+    (params, enc.len())
+}
+
+#[test]
+fn encoder_sizes_match_the_pytorch_models() {
+    // From tools/glmc_reference.py's ResNet32 and torchvision (fc.* removed).
+    assert_eq!(encoder_size(Arch::ResNet32 { width: 16 }), (463_504, 155));
+    assert_eq!(encoder_size(Arch::RESNET32), (7_383_616, 155));
+    assert_eq!(encoder_size(Arch::ResNet50), (23_508_032, 265));
+    assert_eq!(encoder_size(Arch::ResNeXt50_32x4d), (22_979_904, 265));
+}
+
+#[test]
+fn forward_shapes() {
+    let vs = VarStore::new(Device::Cpu);
+    let net = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNet32 { width: 4 }, 7)).unwrap();
+    let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let o = net.forward(&x, true).unwrap();
+    assert_eq!(o.feat.size(), [3, 16]);
+    assert_eq!(o.logits.size(), [3, 7]);
+    assert_eq!(o.logits_cb.size(), [3, 7]);
+    assert_eq!(o.z.as_ref().unwrap().size(), [3, 128]);
+    assert_eq!(o.u.as_ref().unwrap().size(), [3, 128]);
+    let o = net.forward_heads(&x, false, HeadSet { proj: false }).unwrap();
+    assert!(o.z.is_none() && o.u.is_none());
+
+    let vs = VarStore::new(Device::Cpu);
+    let net = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNeXt50_32x4d, 5)).unwrap();
+    let x = Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let o = lt_glmc::tch::no_grad(|| net.forward(&x, false)).unwrap();
+    assert_eq!(o.feat.size(), [1, 2048]);
+    assert_eq!(o.z.unwrap().size(), [1, 256]);
+    // Torchvision names, so ImageNet weights map one to one.
+    assert!(vs.variables().contains_key("encoder.layer4.0.downsample.1.running_var"));
+}
+
+#[test]
+fn bad_configs_are_typed_errors() {
+    let vs = VarStore::new(Device::Cpu);
+    let e = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNet32 { width: 3 }, 10)).unwrap_err();
+    assert!(matches!(e, GlmcError::Invalid { .. }), "{e}");
+    assert!(Normalizer::try_new(&[0.5, 0.5], &[0.2], Device::Cpu, Kind::Float).is_err());
+    assert!(Normalizer::try_new(&[0.5], &[0.0], Device::Cpu, Kind::Float).is_err());
+}
+
+fn tiny() -> (VarStore, GlmcNet) {
+    lt_glmc::tch::manual_seed(1);
+    let vs = VarStore::new(Device::Cpu);
+    let net = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNet32 { width: 2 }, 3).with_proj_dim(4)).unwrap();
+    (vs, net)
+}
+
+fn train_steps(vs: &VarStore, net: &GlmcNet, opt: &mut Sgd, rng: &mut Rng, steps: usize) -> f64 {
+    let stats = ClassStats::try_new(&[50, 10, 2], 1.2, Device::Cpu, Kind::Float).unwrap();
+    let mut last = 0.0;
+    for s in 0..steps {
+        lt_glmc::tch::manual_seed(100 + s as i64);
+        let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let x2 = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let y_u = Tensor::from_slice(&[0i64, 0, 1, 2]);
+        let y_w = Tensor::from_slice(&[2i64, 1, 2, 0]);
+        let b = GlmcBatch { u1: &x, u2: &x2, w1: &x2, w2: &x, y_u: &y_u, y_w: &y_w };
+        let m = MixParams::draw(rng, 1.0, 8, 8);
+        let t = loss::glmc_loss(net, &b, &m, &stats, &LossConfig::default(), 0.9).unwrap();
+        opt.zero_grad().unwrap();
+        t.total.backward();
+        opt.step().unwrap();
+        last = t.check_finite(s as u64, 0).unwrap();
+    }
+    let _ = vs;
+    last
+}
+
+#[test]
+fn checkpoint_round_trip_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("last");
+    let cfg = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-3 };
+
+    // Straight: 4 steps.
+    let (vs_a, net_a) = tiny();
+    let mut opt_a = Sgd::new(&vs_a, cfg);
+    let mut rng_a = Rng::new(7);
+    train_steps(&vs_a, &net_a, &mut opt_a, &mut rng_a, 2);
+    let state = TrainState {
+        epoch: 1,
+        step: 2,
+        step_in_epoch: 0,
+        lr: opt_a.lr(),
+        rng: rng_a.state(),
+        loader: serde_json::json!({"epoch": 1, "cursor": 0}),
+        extra: serde_json::Value::Null,
+    };
+    checkpoint::save(&ck, &vs_a, &opt_a, &state).unwrap();
+    // Saving again replaces it atomically and leaves no temporary behind.
+    checkpoint::save(&ck, &vs_a, &opt_a, &state).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("last")]);
+    train_steps(&vs_a, &net_a, &mut opt_a, &mut rng_a, 2);
+
+    // Resumed: a fresh model (different init) restored from the checkpoint.
+    lt_glmc::tch::manual_seed(999);
+    let mut vs_b = VarStore::new(Device::Cpu);
+    let net_b = GlmcNet::try_new(&vs_b.root(), ModelConfig::new(Arch::ResNet32 { width: 2 }, 3).with_proj_dim(4)).unwrap();
+    let mut opt_b = Sgd::new(&vs_b, cfg);
+    let got = checkpoint::load(&ck, &mut vs_b, &mut opt_b).unwrap();
+    assert_eq!(got, state);
+    let mut rng_b = Rng::from_state(got.rng);
+    train_steps(&vs_b, &net_b, &mut opt_b, &mut rng_b, 2);
+
+    let (va, vb) = (vs_a.variables(), vs_b.variables());
+    for (name, a) in &va {
+        assert!(a.equal(&vb[name]), "{name} differs after resume");
+    }
+    assert_eq!(opt_a.buffers().len(), opt_b.buffers().len());
+}
+
+#[test]
+fn missing_checkpoint_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, _net) = tiny();
+    let mut opt = Sgd::new(&vs, SgdConfig::default());
+    let e = checkpoint::load(&dir.path().join("nope"), &mut vs, &mut opt).unwrap_err();
+    assert!(matches!(e, GlmcError::Checkpoint { .. }), "{e}");
+}
+
+#[test]
+fn non_finite_loss_names_the_step() {
+    let (_vs, net) = tiny();
+    let stats = ClassStats::try_new(&[50, 10, 2], 1.2, Device::Cpu, Kind::Float).unwrap();
+    let x = Tensor::full([4, 3, 8, 8], f64::NAN, (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 0]);
+    let b = GlmcBatch { u1: &x, u2: &x, w1: &x, w2: &x, y_u: &y, y_w: &y };
+    let m = MixParams { lambda: 0.5, cut: CutBox::centred(8, 8, 0.5, 4, 4) };
+    let t = loss::glmc_loss(&net, &b, &m, &stats, &LossConfig::default(), 1.0).unwrap();
+    let e = t.check_finite(1234, 5).unwrap_err();
+    assert!(matches!(e, GlmcError::NonFiniteLoss { step: 1234, epoch: 5, .. }));
+    assert!(e.to_string().contains("step 1234"), "{e}");
+}
+
+#[test]
+fn lambda_and_box_draws() {
+    let mut rng = Rng::new(3);
+    let draws: Vec<MixParams> = (0..2000).map(|_| MixParams::draw(&mut rng, 1.0, 32, 32)).collect();
+    let mean = draws.iter().map(|m| m.lambda).sum::<f64>() / draws.len() as f64;
+    assert!((mean - 0.5).abs() < 0.03, "Beta(1,1) mean {mean}");
+    for m in &draws {
+        let c = m.cut;
+        assert!(0 <= c.y0 && c.y0 <= c.y1 && c.y1 <= 32 && 0 <= c.x0 && c.x0 <= c.x1 && c.x1 <= 32);
+        // Never larger than ceil(32·sqrt(1 − λ)) per side.
+        let side = (32.0 * (1.0 - m.lambda).sqrt()).ceil() as i64;
+        assert!(c.y1 - c.y0 <= side && c.x1 - c.x0 <= side);
+    }
+    // Same seed, same draws.
+    let mut r2 = Rng::new(3);
+    assert_eq!(MixParams::draw(&mut r2, 1.0, 32, 32), draws[0]);
+    // An unclipped box has exactly the side of the formula.
+    let b = CutBox::centred(32, 32, 0.75, 16, 16);
+    assert_eq!((b.y1 - b.y0, b.x1 - b.x0), (16, 16));
+    // λ = 1 gives an empty box.
+    assert_eq!(CutBox::centred(32, 32, 1.0, 5, 5).area(), 0);
+}
+
+#[test]
+fn finetune_optimizer_sees_only_the_rebalanced_head() {
+    let (vs, _net) = tiny();
+    let opt = Sgd::with_prefixes(&vs, &["head_cb."], SgdConfig::default());
+    let names: Vec<&str> = opt.param_names().collect();
+    assert_eq!(names, vec!["head_cb.bias", "head_cb.weight"]);
+}

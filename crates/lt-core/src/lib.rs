@@ -1,0 +1,56 @@
+//! # lt-core
+//!
+//! The long-tail bookkeeping shared by every lt-glmc stage. It has no I/O and
+//! no heavy dependencies, so each stage (builder, loader, trainer) agrees on
+//! the same numbers:
+//!
+//! - [`profile`]: imbalance profiles (`n_c = floor(n_max · IF^(−c/(C−1)))`,
+//!   step, explicit counts, as-is) and the seeded per-class selection methods
+//!   (`glmc`, `ldam`).
+//! - [`groups`]: many / medium / few class groups (> 100, 20–100, < 20 training
+//!   images by default).
+//! - [`weights`]: GLMC's class weights `v_c = n_c^(−p) / Σ_k n_k^(−p) · C`,
+//!   class-weighted sampling probabilities `P(i) ∝ n_{y_i}^(−q)` and the
+//!   cumulative schedule `α = 1 − (e/E)²`.
+//! - [`rng`]: a small, version-stable, seeded RNG (SplitMix64 key derivation
+//!   feeding Xoshiro256++) so that every random decision is a pure function of
+//!   `(seed, stream, keys…)`.
+//!
+//! GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning
+//! for Long-tailed Visual Recognitions", CVPR 2023 (arXiv:2305.08661).
+//!
+//! ```
+//! use lt_core::profile::{Profile, exponential_counts};
+//! let counts = exponential_counts(10, 5000, 100.0).unwrap();
+//! assert_eq!(counts, vec![5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]);
+//! let p = Profile::Exponential { imbalance: 100.0 };
+//! assert_eq!(p.counts(&[5000; 10], None).unwrap().iter().sum::<usize>(), 12_406);
+//! ```
+
+pub mod groups;
+pub mod profile;
+pub mod rng;
+pub mod weights;
+
+/// Errors of the long-tail bookkeeping. Each names the flag or value at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    #[error("--if: the imbalance factor must be a finite number >= 1, got {0}")]
+    ImbalanceBelowOne(f64),
+    #[error("the dataset has no classes")]
+    NoClasses,
+    #[error("class {class} ({name}) has {available} images but the profile asks for {wanted}; pass --clamp to keep all {available} and record it, or lower --max-per-class/--if")]
+    TooFewImages {
+        class: usize,
+        name: String,
+        available: usize,
+        wanted: usize,
+    },
+    #[error("counts file lists {got} classes but the dataset has {expected}")]
+    CountsLength { expected: usize, got: usize },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up for lt-glmc on a fresh machine.
+#
+# - Creates (or reuses) a Python venv holding torch==2.11.0, the libtorch that
+#   tch 0.24 links against, in a per-user cache keyed by the torch version, so
+#   every clone and every CI run share one ~4.6 GB install.
+# - Installs the few Python packages the tests and baselines use (pyarrow,
+#   numpy, pillow, torchvision).
+# - Writes nothing into the repository. Source tools/env.sh afterwards (the
+#   other scripts do) to point cargo at the venv.
+set -euo pipefail
+TORCH_VERSION=2.11.0
+CACHE="${LT_GLMC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lt-glmc}"
+VENV="$CACHE/torch-$TORCH_VERSION"
+PY="${PYTHON:-python3}"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating venv $VENV"
+    mkdir -p "$CACHE"
+    "$PY" -m venv "$VENV"
+fi
+
+want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow"
+if "$VENV/bin/python" - <<PYEOF 2>/dev/null
+import importlib, sys
+import torch, torchvision, pyarrow, numpy, PIL
+sys.exit(0 if torch.__version__.split('+')[0] == "$TORCH_VERSION" else 1)
+PYEOF
+then
+    say "venv ready: $("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)')"
+else
+    say "installing $want into $VENV (about a minute, ~4.6 GB)"
+    # Serialise concurrent set-ups (two clones, CI + a developer) on one cache.
+    exec 9>"$CACHE/.lock"
+    flock 9
+    "$VENV/bin/pip" install --disable-pip-version-check -q $want
+    flock -u 9
+fi
+say "libtorch: $("$VENV/bin/python" -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')"

@@ -1,0 +1,660 @@
+//! The staged pipeline.
+//!
+//! One dispatcher thread turns `(epoch, step)` into slot indices, takes a
+//! buffer from the pool (allocating up to `pool_size` of them, then waiting
+//! for the consumer to drop a batch — this is what bounds memory) and sends
+//! one job per slot down a bounded channel. Workers read the encoded bytes,
+//! decode once, write `views` augmented views straight into their slot of
+//! the batch buffer and fill its label and index; the worker finishing the
+//! last slot passes the batch to the consumer, which reorders by step.
+//!
+//! Reading happens on the workers rather than in a separate thread: for
+//! resident data it is a reference-count bump, and for on-demand row groups
+//! it lets several reads overlap instead of serialising them behind one
+//! reader.
+//!
+//! Shutdown: every blocking wait selects on a `shutdown` channel that the
+//! [`Loader`] disconnects when dropped, so no thread can outlive it.
+
+use crate::batch::{Batch, BatchAllocator, BatchStorage, HeapAllocator, Position};
+use crate::sampler::{EpochPlan, Sampler, SamplerSpec, STREAM_AUGMENT};
+use crate::source::EncodedSource;
+use crate::{LoaderError, Result};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use lt_core::rng::Rng;
+use lt_vision::augment::{Augmenter, Pipeline};
+use lt_vision::codec::{self, Decoded};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What to do with an image that does not decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCorrupt {
+    /// Stop with an error naming the shard file and row.
+    #[default]
+    Error,
+    /// Replace it by the next decodable row (`i + 1`, `i + 2`, … mod len),
+    /// count it in [`Batch::skipped`] and [`StageStats::skipped`].
+    Skip,
+}
+
+/// Loader options (`Default` + `with_*`).
+#[derive(Clone)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    /// Views per sample (2 for GLMC).
+    pub views: usize,
+    pub workers: usize,
+    /// Batch buffers in circulation (in flight + held by the consumer).
+    pub pool_size: usize,
+    pub seed: u64,
+    pub sampler: SamplerSpec,
+    /// Drop the last partial batch; default: true except for `Sequential`.
+    pub drop_last: Option<bool>,
+    pub on_corrupt: OnCorrupt,
+    /// Output channels; default 3 for imagenet/randaugment, else row 0's.
+    pub channels: Option<u8>,
+    /// Output (width, height) for source-sized pipelines; default row 0's.
+    pub image_size: Option<(u32, u32)>,
+    /// Stop after this epoch (exclusive); `None` runs until dropped.
+    pub epochs: Option<u64>,
+    /// Where to start (resume).
+    pub start: Position,
+    pub allocator: Arc<dyn BatchAllocator>,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            batch_size: 64,
+            views: 1,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            pool_size: 4,
+            seed: 0,
+            sampler: SamplerSpec::Instance,
+            drop_last: None,
+            on_corrupt: OnCorrupt::Error,
+            channels: None,
+            image_size: None,
+            epochs: None,
+            start: Position::default(),
+            allocator: Arc::new(HeapAllocator),
+        }
+    }
+}
+
+macro_rules! with {
+    ($name:ident, $field:ident, $ty:ty) => {
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$field = v;
+            self
+        }
+    };
+}
+
+impl LoaderConfig {
+    with!(with_batch_size, batch_size, usize);
+    with!(with_views, views, usize);
+    with!(with_workers, workers, usize);
+    with!(with_pool_size, pool_size, usize);
+    with!(with_seed, seed, u64);
+    with!(with_sampler, sampler, SamplerSpec);
+    with!(with_on_corrupt, on_corrupt, OnCorrupt);
+    with!(with_allocator, allocator, Arc<dyn BatchAllocator>);
+    pub fn with_drop_last(mut self, v: bool) -> Self {
+        self.drop_last = Some(v);
+        self
+    }
+    pub fn with_channels(mut self, v: u8) -> Self {
+        self.channels = Some(v);
+        self
+    }
+    pub fn with_image_size(mut self, w: u32, h: u32) -> Self {
+        self.image_size = Some((w, h));
+        self
+    }
+    pub fn with_epochs(mut self, v: u64) -> Self {
+        self.epochs = Some(v);
+        self
+    }
+    /// Resume from a saved state (the seed is restored too).
+    pub fn with_state(mut self, s: LoaderState) -> Self {
+        self.seed = s.seed;
+        self.start = s.position;
+        self
+    }
+}
+
+/// What a checkpoint stores to resume the loader mid-epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderState {
+    pub seed: u64,
+    /// The next batch to deliver.
+    pub position: Position,
+}
+
+/// Cumulative per-stage counters (nanoseconds are summed over threads).
+#[derive(Default, Debug)]
+struct Counters {
+    read_ns: AtomicU64,
+    decode_ns: AtomicU64,
+    augment_ns: AtomicU64,
+    dispatch_ns: AtomicU64,
+    wait_ns: AtomicU64,
+    images: AtomicU64,
+    views: AtomicU64,
+    skipped: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// A snapshot of the stage counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageStats {
+    /// Worker time fetching encoded bytes, seconds summed over workers.
+    pub read_s: f64,
+    pub decode_s: f64,
+    pub augment_s: f64,
+    /// Dispatcher time sampling and waiting for a free buffer.
+    pub dispatch_s: f64,
+    /// Consumer time blocked waiting for the next batch.
+    pub wait_s: f64,
+    pub images: u64,
+    pub views: u64,
+    pub skipped: u64,
+    pub batches: u64,
+}
+
+fn ns(a: &AtomicU64) -> f64 {
+    a.load(Ordering::Relaxed) as f64 * 1e-9
+}
+
+impl Counters {
+    fn snapshot(&self) -> StageStats {
+        StageStats {
+            read_s: ns(&self.read_ns),
+            decode_s: ns(&self.decode_ns),
+            augment_s: ns(&self.augment_ns),
+            dispatch_s: ns(&self.dispatch_ns),
+            wait_s: ns(&self.wait_ns),
+            images: self.images.load(Ordering::Relaxed),
+            views: self.views.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn add_since(a: &AtomicU64, t: Instant) {
+    a.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// A batch being filled by the workers.
+struct InFlight {
+    seq: u64,
+    position: Position,
+    slots: usize,
+    ptr: *mut u8,
+    len: usize,
+    storage: Mutex<Option<Box<dyn BatchStorage>>>,
+    labels: Vec<AtomicI64>,
+    indices: Vec<AtomicI64>,
+    remaining: AtomicUsize,
+    skipped: AtomicUsize,
+}
+
+// SAFETY: `ptr` points into `storage`, whose address is stable (BatchStorage
+// contract) and which lives as long as this struct. Workers write disjoint
+// slot ranges; the consumer reads only after `remaining` reached zero
+// (AcqRel on the counter orders the writes before the read).
+unsafe impl Send for InFlight {}
+unsafe impl Sync for InFlight {}
+
+struct Job {
+    batch: Arc<InFlight>,
+    slot: usize,
+    index: usize,
+}
+
+type Done = std::result::Result<Arc<InFlight>, LoaderError>;
+
+/// What the workers share.
+struct Shared {
+    source: Arc<dyn EncodedSource>,
+    pipeline: Pipeline,
+    seed: u64,
+    views: usize,
+    channels: u8,
+    out_size: (u32, u32),
+    sample_bytes: usize,
+    on_corrupt: OnCorrupt,
+    counters: Counters,
+    stop: AtomicBool,
+}
+
+/// Decodes to the loader's channel count.
+pub fn decode_to(bytes: &[u8], channels: u8) -> lt_vision::Result<Decoded> {
+    let img = codec::decode(bytes)?;
+    Ok(match (img.channels, channels) {
+        (1, 3) => img.to_rgb(),
+        (3, 1) => {
+            let px = img
+                .pixels
+                .chunks_exact(3)
+                .map(|p| (0.2989 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8)
+                .collect();
+            Decoded { width: img.width, height: img.height, channels: 1, pixels: px }
+        }
+        _ => img,
+    })
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
+    let b = &job.batch;
+    let n = sh.source.len();
+    let mut idx = job.index;
+    let mut skipped = 0usize;
+    let img = loop {
+        let t = Instant::now();
+        let bytes = sh.source.fetch(idx)?;
+        add_since(&sh.counters.read_ns, t);
+        let t = Instant::now();
+        let r = decode_to(&bytes, sh.channels);
+        add_since(&sh.counters.decode_ns, t);
+        match r {
+            Ok(img) => break img,
+            Err(e) if sh.on_corrupt == OnCorrupt::Skip && skipped + 1 < n => {
+                tracing::warn!("skipping corrupt image at {}: {e}", sh.source.locate(idx));
+                skipped += 1;
+                idx = (idx + 1) % n;
+            }
+            Err(e) => return Err(LoaderError::Corrupt { location: sh.source.locate(idx), source: e }),
+        }
+    };
+    let t = Instant::now();
+    let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, b.position.epoch, b.position.step, job.slot as u64]);
+    for k in 0..sh.views {
+        let off = (k * b.slots + job.slot) * sh.sample_bytes;
+        assert!(off + sh.sample_bytes <= b.len);
+        // SAFETY: (view k, slot) ranges are disjoint across jobs and inside
+        // the buffer (checked above); see `InFlight`.
+        let out = unsafe { std::slice::from_raw_parts_mut(b.ptr.add(off), sh.sample_bytes) };
+        aug.view_into(&img, &mut rng, sh.out_size, out)
+            .map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
+    }
+    add_since(&sh.counters.augment_ns, t);
+    b.labels[job.slot].store(sh.source.labels()[idx], Ordering::Relaxed);
+    b.indices[job.slot].store(idx as i64, Ordering::Relaxed);
+    if skipped > 0 {
+        b.skipped.fetch_add(1, Ordering::Relaxed);
+        sh.counters.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
+    }
+    sh.counters.images.fetch_add(1, Ordering::Relaxed);
+    sh.counters.views.fetch_add(sh.views as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+fn worker(sh: Arc<Shared>, jobs: Receiver<Job>, done: Sender<Done>, shutdown: Receiver<()>) {
+    let mut aug = match Augmenter::try_new(sh.pipeline.clone(), sh.channels) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = done.send(Err(e.into()));
+            return;
+        }
+    };
+    loop {
+        let job = select! {
+            recv(jobs) -> j => match j { Ok(j) => j, Err(_) => return },
+            recv(shutdown) -> _ => return,
+        };
+        if sh.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| process(&sh, &mut aug, &job))).unwrap_or_else(|p| {
+            Err(LoaderError::WorkerPanic { location: sh.source.locate(job.index), message: panic_message(p) })
+        });
+        match r {
+            Ok(()) => {
+                if job.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    sh.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    if done.send(Ok(job.batch.clone())).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                // The augmenter may be in any state after a panic; this
+                // worker stops and the consumer stops at this error.
+                let _ = done.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+struct Dispatch {
+    sh: Arc<Shared>,
+    sampler: Sampler,
+    start: Position,
+    epochs: Option<u64>,
+    pool_size: usize,
+    batch_bytes: usize,
+    allocator: Arc<dyn BatchAllocator>,
+    pool_rx: Receiver<Box<dyn BatchStorage>>,
+    jobs: Sender<Job>,
+    done: Sender<Done>,
+    shutdown: Receiver<()>,
+}
+
+impl Dispatch {
+    fn run(self) {
+        if let Err(e) = self.run_inner() {
+            let _ = self.done.send(Err(e));
+        }
+    }
+
+    fn run_inner(&self) -> Result<()> {
+        let mut pos = self.start;
+        let mut plan: Option<(u64, EpochPlan)> = None;
+        let mut allocated = 0usize;
+        let mut seq = 0u64;
+        loop {
+            if self.epochs.is_some_and(|e| pos.epoch >= e) {
+                return Ok(());
+            }
+            let t = Instant::now();
+            if plan.as_ref().is_none_or(|(e, _)| *e != pos.epoch) {
+                plan = Some((pos.epoch, self.sampler.epoch(pos.epoch)));
+            }
+            let p = &plan.as_ref().expect("plan").1;
+            if pos.step as usize >= p.steps {
+                pos = Position { epoch: pos.epoch + 1, step: 0 };
+                continue;
+            }
+            let idx = p.step_indices(pos.step as usize);
+            let mut storage = match self.pool_rx.try_recv() {
+                Ok(s) => s,
+                Err(_) if allocated < self.pool_size => {
+                    allocated += 1;
+                    self.allocator.allocate(self.batch_bytes)?
+                }
+                Err(_) => select! {
+                    recv(self.pool_rx) -> s => s.map_err(|_| LoaderError::Stopped("buffer pool closed".into()))?,
+                    recv(self.shutdown) -> _ => return Ok(()),
+                },
+            };
+            let buf = storage.as_mut_slice();
+            if buf.len() < self.batch_bytes {
+                return Err(LoaderError::Alloc {
+                    bytes: self.batch_bytes,
+                    message: format!("allocator returned only {} bytes", buf.len()),
+                });
+            }
+            let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+            let slots = idx.len();
+            let fl = Arc::new(InFlight {
+                seq,
+                position: pos,
+                slots,
+                ptr,
+                len,
+                storage: Mutex::new(Some(storage)),
+                labels: (0..slots).map(|_| AtomicI64::new(-1)).collect(),
+                indices: (0..slots).map(|_| AtomicI64::new(-1)).collect(),
+                remaining: AtomicUsize::new(slots),
+                skipped: AtomicUsize::new(0),
+            });
+            add_since(&self.sh.counters.dispatch_ns, t);
+            for (slot, &index) in idx.iter().enumerate() {
+                let job = Job { batch: fl.clone(), slot, index };
+                select! {
+                    send(self.jobs, job) -> r => if r.is_err() { return Ok(()) },
+                    recv(self.shutdown) -> _ => return Ok(()),
+                }
+            }
+            seq += 1;
+            pos.step += 1;
+        }
+    }
+}
+
+/// The loader: an iterator of batches in step order.
+pub struct Loader {
+    sh: Arc<Shared>,
+    done_rx: Option<Receiver<Done>>,
+    shutdown_tx: Option<Sender<()>>,
+    pool_tx: Sender<Box<dyn BatchStorage>>,
+    threads: Vec<JoinHandle<()>>,
+    pending: BTreeMap<u64, Arc<InFlight>>,
+    next_seq: u64,
+    next_pos: Position,
+    steps_per_epoch: usize,
+    finished: bool,
+    sampler: SamplerSpec,
+    seed: u64,
+    batch_bytes: usize,
+    pool_size: usize,
+}
+
+impl Loader {
+    /// Validates the configuration, resolves the output shape (reading row 0
+    /// if the pipeline keeps the source size) and starts the threads.
+    pub fn try_new(source: Arc<dyn EncodedSource>, pipeline: Pipeline, cfg: LoaderConfig) -> Result<Loader> {
+        pipeline.validate()?;
+        if cfg.workers == 0 || cfg.views == 0 || cfg.pool_size == 0 || cfg.batch_size == 0 {
+            return Err(LoaderError::Config(format!(
+                "workers ({}), views ({}), pool size ({}) and batch size ({}) must all be > 0",
+                cfg.workers, cfg.views, cfg.pool_size, cfg.batch_size
+            )));
+        }
+        if source.is_empty() {
+            return Err(LoaderError::Config("the source has no rows".into()));
+        }
+        let drop_last = cfg.drop_last.unwrap_or(!matches!(cfg.sampler, SamplerSpec::Sequential));
+        let sampler = Sampler::try_new(cfg.sampler, source.labels(), cfg.seed, cfg.batch_size, drop_last)?;
+        let steps_per_epoch = sampler.steps_per_epoch();
+        if steps_per_epoch == 0 {
+            return Err(LoaderError::Config(format!(
+                "{} rows make no full batch of {} (set drop_last = false)",
+                source.len(),
+                cfg.batch_size
+            )));
+        }
+        let rgb_pipeline = matches!(pipeline, Pipeline::ImageNet(_) | Pipeline::RandAugment(_));
+        let need_probe = cfg.channels.is_none() && !rgb_pipeline || cfg.image_size.is_none() && pipeline.size_from_source();
+        let probe = if need_probe {
+            let b = source.fetch(0)?;
+            Some(codec::decode(&b).map_err(|e| LoaderError::Corrupt { location: source.locate(0), source: e })?)
+        } else {
+            None
+        };
+        let channels = cfg.channels.unwrap_or_else(|| if rgb_pipeline { 3 } else { probe.as_ref().map_or(3, |p| p.channels) });
+        let out_size = match (cfg.image_size, &probe) {
+            (Some(s), _) => s,
+            (None, Some(p)) => pipeline.output_size((p.width, p.height)),
+            (None, None) => pipeline.output_size((0, 0)),
+        };
+        let sample_bytes = channels as usize * out_size.0 as usize * out_size.1 as usize;
+        let batch_bytes = cfg.views * cfg.sampler.slots(cfg.batch_size) * sample_bytes;
+        let sh = Arc::new(Shared {
+            source,
+            pipeline,
+            seed: cfg.seed,
+            views: cfg.views,
+            channels,
+            out_size,
+            sample_bytes,
+            on_corrupt: cfg.on_corrupt,
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+        });
+        let (jobs_tx, jobs_rx) = bounded::<Job>(cfg.workers * 4);
+        let (done_tx, done_rx) = bounded::<Done>(cfg.pool_size + cfg.workers + 1);
+        let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
+        let (pool_tx, pool_rx) = bounded::<Box<dyn BatchStorage>>(cfg.pool_size);
+        let mut threads = Vec::with_capacity(cfg.workers + 1);
+        for i in 0..cfg.workers {
+            let (sh, jobs, done, shut) = (sh.clone(), jobs_rx.clone(), done_tx.clone(), shutdown_rx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("lt-loader-worker-{i}"))
+                    .spawn(move || worker(sh, jobs, done, shut))
+                    .map_err(|e| LoaderError::Stopped(format!("cannot spawn worker: {e}")))?,
+            );
+        }
+        let d = Dispatch {
+            sh: sh.clone(),
+            sampler,
+            start: cfg.start,
+            epochs: cfg.epochs,
+            pool_size: cfg.pool_size,
+            batch_bytes,
+            allocator: cfg.allocator.clone(),
+            pool_rx,
+            jobs: jobs_tx,
+            done: done_tx,
+            shutdown: shutdown_rx,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("lt-loader-dispatch".into())
+                .spawn(move || d.run())
+                .map_err(|e| LoaderError::Stopped(format!("cannot spawn dispatcher: {e}")))?,
+        );
+        tracing::debug!(workers = cfg.workers, batch_bytes, ?out_size, channels, "loader started");
+        Ok(Loader {
+            sh,
+            done_rx: Some(done_rx),
+            shutdown_tx: Some(shutdown_tx),
+            pool_tx,
+            threads,
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            next_pos: cfg.start,
+            steps_per_epoch,
+            finished: false,
+            sampler: cfg.sampler,
+            seed: cfg.seed,
+            batch_bytes,
+            pool_size: cfg.pool_size,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
+
+    /// `[C, H, W]` of one sample.
+    pub fn sample_shape(&self) -> [usize; 3] {
+        [self.sh.channels as usize, self.sh.out_size.1 as usize, self.sh.out_size.0 as usize]
+    }
+
+    /// Bytes of one batch buffer.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
+    /// Upper bound of the memory held by batch buffers.
+    pub fn pool_bytes(&self) -> usize {
+        self.batch_bytes * self.pool_size
+    }
+
+    /// The position of the next batch `next()` will return; save it to resume.
+    pub fn state(&self) -> LoaderState {
+        LoaderState { seed: self.seed, position: self.next_pos }
+    }
+
+    pub fn stats(&self) -> StageStats {
+        self.sh.counters.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        self.finished = true;
+        self.sh.stop.store(true, Ordering::Relaxed);
+        self.shutdown_tx.take();
+        self.done_rx.take();
+        self.pending.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    fn finish(&mut self, fl: Arc<InFlight>) -> Batch {
+        let storage = fl.storage.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pos = fl.position;
+        self.next_seq += 1;
+        self.next_pos = if pos.step as usize + 1 >= self.steps_per_epoch {
+            Position { epoch: pos.epoch + 1, step: 0 }
+        } else {
+            Position { epoch: pos.epoch, step: pos.step + 1 }
+        };
+        Batch {
+            position: pos,
+            labels: fl.labels.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            indices: fl.indices.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            views: self.sh.views,
+            channels: self.sh.channels as usize,
+            height: self.sh.out_size.1 as usize,
+            width: self.sh.out_size.0 as usize,
+            skipped: fl.skipped.load(Ordering::Relaxed),
+            sampler: self.sampler,
+            storage,
+            pool: Some(self.pool_tx.clone()),
+        }
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.finished {
+            return None;
+        }
+        let t = Instant::now();
+        loop {
+            if let Some(fl) = self.pending.remove(&self.next_seq) {
+                add_since(&self.sh.counters.wait_ns, t);
+                return Some(Ok(self.finish(fl)));
+            }
+            let r = self.done_rx.as_ref().expect("running").recv();
+            match r {
+                Ok(Ok(fl)) => {
+                    self.pending.insert(fl.seq, fl);
+                }
+                Ok(Err(e)) => {
+                    self.shutdown();
+                    return Some(Err(e));
+                }
+                Err(_) => {
+                    // Every sender is gone: the dispatcher reached the last
+                    // epoch and the workers drained the queue.
+                    let leftover = !self.pending.is_empty();
+                    self.shutdown();
+                    return leftover.then(|| Err(LoaderError::Stopped("a batch never completed".into())));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -661,6 +661,14 @@ impl Augmenter {
             }
             Pipeline::Eval(s) => {
                 let s = s.clone();
+                if self.pipeline.output_size((img.width, img.height)) != out_size {
+                    return Err(VisionError::Invalid(format!(
+                        "eval of a {}x{} image gives {:?}, but the batch holds {ow}x{oh} (mixed image sizes need a crop)",
+                        img.width,
+                        img.height,
+                        self.pipeline.output_size((img.width, img.height))
+                    )));
+                }
                 let (rw, rh) = match s.resize {
                     Some(r) => shorter_side_size(img.width, img.height, r),
                     None => (img.width, img.height),

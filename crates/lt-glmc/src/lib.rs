@@ -15,6 +15,7 @@
 //!   warm-up + cosine schedules;
 //! - [`maxnorm`]: MaxNorm projection for classifier fine-tuning;
 //! - [`metrics`]: top-1/5, per-class, many/medium/few, ECE;
+//! - [`recipe`]: TOML training recipes (`pipelines/*.toml`);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
 //!   written atomically.
 //!
@@ -51,6 +52,7 @@ pub mod metrics;
 pub mod mix;
 pub mod model;
 pub mod optim;
+pub mod recipe;
 
 pub use error::{GlmcError, Result};
 pub use tch;

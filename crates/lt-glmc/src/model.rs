@@ -64,11 +64,22 @@ pub struct ModelConfig {
     /// Projection dimension d; `None` takes [`Arch::default_proj_dim`].
     #[serde(default)]
     pub proj_dim: Option<i64>,
+    /// Image channels (3; 1 for grayscale data such as Fashion-MNIST).
+    #[serde(default = "three")]
+    pub in_channels: i64,
+}
+
+fn three() -> i64 {
+    3
 }
 
 impl ModelConfig {
     pub fn new(arch: Arch, num_classes: i64) -> Self {
-        ModelConfig { arch, num_classes, proj_dim: None }
+        ModelConfig { arch, num_classes, proj_dim: None, in_channels: 3 }
+    }
+    pub fn with_in_channels(mut self, c: i64) -> Self {
+        self.in_channels = c;
+        self
     }
     pub fn with_proj_dim(mut self, d: i64) -> Self {
         self.proj_dim = Some(d);
@@ -214,7 +225,7 @@ struct ResNet32 {
 }
 
 impl ResNet32 {
-    fn new(p: nn::Path, width: i64) -> Self {
+    fn new(p: nn::Path, width: i64, in_channels: i64) -> Self {
         let mut layers = Vec::new();
         let mut cin = width;
         for (i, (planes, stride)) in [(width, 1), (2 * width, 2), (4 * width, 2)].into_iter().enumerate() {
@@ -228,7 +239,7 @@ impl ResNet32 {
                 .collect();
             layers.push(blocks);
         }
-        ResNet32 { conv1: Conv::new(&p / "conv1", 3, width, 3, 1, 1, 1), bn1: Bn::new(&p / "bn1", width), layers }
+        ResNet32 { conv1: Conv::new(&p / "conv1", in_channels, width, 3, 1, 1, 1), bn1: Bn::new(&p / "bn1", width), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let mut x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
@@ -293,7 +304,7 @@ struct ResNetImageNet {
 }
 
 impl ResNetImageNet {
-    fn new(p: nn::Path, groups: i64, base_width: i64) -> Self {
+    fn new(p: nn::Path, groups: i64, base_width: i64, in_channels: i64) -> Self {
         let mut cin = 64;
         let mut layers = Vec::new();
         for (i, (n, planes, stride)) in [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)].into_iter().enumerate() {
@@ -307,7 +318,7 @@ impl ResNetImageNet {
                 .collect();
             layers.push(blocks);
         }
-        ResNetImageNet { conv1: Conv::new(&p / "conv1", 3, 64, 7, 2, 3, 1), bn1: Bn::new(&p / "bn1", 64), layers }
+        ResNetImageNet { conv1: Conv::new(&p / "conv1", in_channels, 64, 7, 2, 3, 1), bn1: Bn::new(&p / "bn1", 64), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
@@ -376,15 +387,18 @@ impl GlmcNet {
                 return Err(GlmcError::invalid("resnet32 width", format!("{width} (must be even and >= 2)")));
             }
         }
+        if config.in_channels < 1 {
+            return Err(GlmcError::invalid("in_channels", config.in_channels.to_string()));
+        }
         let d = config.proj_dim();
         if d < 1 {
             return Err(GlmcError::invalid("proj_dim", d.to_string()));
         }
         let ep = p / "encoder";
         let encoder = match config.arch {
-            Arch::ResNet32 { width } => Encoder::Cifar(ResNet32::new(ep, width)),
-            Arch::ResNet50 => Encoder::ImageNet(ResNetImageNet::new(ep, 1, 64)),
-            Arch::ResNeXt50_32x4d => Encoder::ImageNet(ResNetImageNet::new(ep, 32, 4)),
+            Arch::ResNet32 { width } => Encoder::Cifar(ResNet32::new(ep, width, config.in_channels)),
+            Arch::ResNet50 => Encoder::ImageNet(ResNetImageNet::new(ep, 1, 64, config.in_channels)),
+            Arch::ResNeXt50_32x4d => Encoder::ImageNet(ResNetImageNet::new(ep, 32, 4, config.in_channels)),
         };
         let h = config.arch.feature_dim();
         Ok(GlmcNet {

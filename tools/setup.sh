@@ -5,7 +5,8 @@
 #   tch 0.24 links against, in a per-user cache keyed by the torch version, so
 #   every clone and every CI run share one ~4.6 GB install.
 # - Installs the few Python packages the tests and baselines use (pyarrow,
-#   numpy, pillow, torchvision).
+#   DuckDB and HF datasets for the interop tests; numpy, pillow, torchvision
+#   for the reference scripts and the loader baseline).
 # - Writes nothing into the repository. Source tools/env.sh afterwards (the
 #   other scripts do) to point cargo at the venv.
 set -euo pipefail
@@ -22,10 +23,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 
-want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow"
+want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow duckdb datasets"
 if "$VENV/bin/python" - <<PYEOF 2>/dev/null
 import importlib, sys
-import torch, torchvision, pyarrow, numpy, PIL
+import torch, torchvision, pyarrow, numpy, PIL, duckdb, datasets
 sys.exit(0 if torch.__version__.split('+')[0] == "$TORCH_VERSION" else 1)
 PYEOF
 then

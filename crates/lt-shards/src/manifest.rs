@@ -57,8 +57,9 @@ pub struct Manifest {
     pub profile: serde_json::Value,
     pub seed: u64,
     pub selection: String,
-    /// Observed imbalance factor of the train split (n_max / n_min).
-    pub imbalance_factor: f64,
+    /// Observed imbalance factor of the train split (n_max / n_min);
+    /// `null` when a class has no training image.
+    pub imbalance_factor: Option<f64>,
     /// Classes whose profile target was lowered by `--clamp`.
     #[serde(default)]
     pub clamped: Vec<lt_core::profile::Clamped>,

@@ -36,7 +36,7 @@ fn build(dir: &Path, train: &[Row], opts: WriterOptions) -> Manifest {
         profile: serde_json::json!({"kind": "as-is"}),
         seed: 0,
         selection: "glmc".into(),
-        imbalance_factor: 1.0,
+        imbalance_factor: Some(1.0),
         clamped: vec![],
         skipped: vec![],
         channels: 1,

@@ -1,0 +1,372 @@
+//! The build: profile → selection → global shuffle → parallel encode →
+//! shards → manifest, all inside an atomic output directory.
+
+use crate::sources::{Item, Payload, Source};
+use crate::{BuildError, Result};
+use lt_core::groups::{GroupThresholds, Groups};
+use lt_core::profile::{self, Clamped, Profile, Selection};
+use lt_core::rng::Rng;
+use lt_shards::{AtomicDir, ClassInfo, Manifest, Row, SplitInfo, SplitWriter, WriterOptions, FORMAT};
+use lt_shards::Split;
+use lt_vision::codec::{self, Decoded, Filter, Format};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Which long-tail profile to apply.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ProfileKind {
+    /// Exponential when `--if` is given, as-is otherwise.
+    #[default]
+    Auto,
+    Exponential,
+    Step { mu: f64 },
+    CountsFile(PathBuf),
+    AsIs,
+}
+
+/// Class order along the profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClassOrder {
+    /// Class 0 is the head (the paper's convention).
+    #[default]
+    Source,
+    /// A seeded permutation decides which classes are head and tail.
+    Shuffle,
+}
+
+/// Everything a build needs besides the source.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub profile: ProfileKind,
+    /// `--if`: n_max / n_min, ≥ 1.
+    pub imbalance: Option<f64>,
+    /// `--max-per-class`: n_max (defaults to the largest class).
+    pub max_per_class: Option<usize>,
+    pub selection: Selection,
+    pub class_order: ClassOrder,
+    pub seed: u64,
+    pub clamp: bool,
+    pub skip_corrupt: bool,
+    pub overwrite: bool,
+    /// Re-encode images whose longer side exceeds this.
+    pub max_side: Option<u32>,
+    /// Re-encode JPEGs at this quality (also the quality used by `max_side`).
+    pub quality: Option<u8>,
+    pub writer: WriterOptions,
+    pub thresholds: GroupThresholds,
+    pub command_line: Vec<String>,
+    /// Items decoded and encoded in parallel before being written in order.
+    pub chunk: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            profile: ProfileKind::Auto,
+            imbalance: None,
+            max_per_class: None,
+            selection: Selection::Glmc,
+            class_order: ClassOrder::Source,
+            seed: 0,
+            clamp: false,
+            skip_corrupt: false,
+            overwrite: false,
+            max_side: None,
+            quality: None,
+            writer: WriterOptions::default(),
+            thresholds: GroupThresholds::default(),
+            command_line: std::env::args().collect(),
+            chunk: 1024,
+        }
+    }
+}
+
+/// Progress reporting (the binary maps it onto indicatif).
+pub trait Progress: Sync {
+    fn start(&self, _what: &str, _total: u64) {}
+    fn inc(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// No progress output.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The result of a build.
+#[derive(Debug)]
+pub struct BuildReport {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+#[derive(Default, Clone)]
+struct Stats {
+    sum: [u64; 3],
+    sumsq: [u64; 3],
+    pixels: u64,
+}
+
+impl Stats {
+    fn add(&mut self, img: &Decoded, channels: u8) {
+        let c = channels as usize;
+        if img.channels == channels {
+            for px in img.pixels.chunks_exact(c) {
+                for (k, &v) in px.iter().enumerate() {
+                    self.sum[k] += v as u64;
+                    self.sumsq[k] += (v as u64) * (v as u64);
+                }
+            }
+        } else if img.channels == 1 {
+            // Gray stored in an RGB dataset counts as R = G = B.
+            for &v in &img.pixels {
+                for k in 0..c {
+                    self.sum[k] += v as u64;
+                    self.sumsq[k] += (v as u64) * (v as u64);
+                }
+            }
+        } else {
+            // RGB in a gray dataset: ITU-R 601 luma, as PIL's convert("L").
+            for px in img.pixels.chunks_exact(3) {
+                let v = ((px[0] as u32 * 299 + px[1] as u32 * 587 + px[2] as u32 * 114 + 500) / 1000) as u64;
+                self.sum[0] += v;
+                self.sumsq[0] += v * v;
+            }
+        }
+        self.pixels += img.width as u64 * img.height as u64;
+    }
+    fn merge(&mut self, o: &Stats) {
+        for k in 0..3 {
+            self.sum[k] += o.sum[k];
+            self.sumsq[k] += o.sumsq[k];
+        }
+        self.pixels += o.pixels;
+    }
+    fn mean_std(&self, channels: u8) -> (Vec<f64>, Vec<f64>) {
+        let n = self.pixels.max(1) as f64;
+        (0..channels as usize)
+            .map(|k| {
+                let m = self.sum[k] as f64 / n / 255.0;
+                let var = (self.sumsq[k] as f64 / n / (255.0 * 255.0) - m * m).max(0.0);
+                (m, var.sqrt())
+            })
+            .unzip()
+    }
+}
+
+/// Turns a source item into a stored row (and the pixels for statistics).
+fn encode_item(item: Item, opts: &BuildOptions) -> std::result::Result<(Vec<u8>, Decoded), String> {
+    match item.payload {
+        Payload::Raw(img) => {
+            let png = codec::encode_png(&img).map_err(|e| e.to_string())?;
+            Ok((png, img))
+        }
+        Payload::Encoded(bytes) => {
+            let fmt = codec::sniff(&bytes).ok_or_else(|| "not an image file (unknown format)".to_string())?;
+            let img = codec::decode(&bytes).map_err(|e| e.to_string())?;
+            let too_big = opts.max_side.is_some_and(|m| img.width.max(img.height) > m);
+            let img = if too_big {
+                let (w, h) = codec::fit_max_side(img.width, img.height, opts.max_side.unwrap());
+                codec::resize(&img, w, h, Filter::Lanczos3).map_err(|e| e.to_string())?
+            } else {
+                img
+            };
+            let stored = match fmt {
+                Format::Jpeg if too_big || opts.quality.is_some() => {
+                    codec::encode_jpeg(&img, opts.quality.unwrap_or(90)).map_err(|e| e.to_string())?
+                }
+                Format::Jpeg => bytes,
+                Format::Png if !too_big => bytes,
+                _ => codec::encode_png(&img).map_err(|e| e.to_string())?,
+            };
+            Ok((stored, img))
+        }
+    }
+}
+
+fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
+    let need_if = |what: &str| {
+        opts.imbalance.ok_or_else(|| BuildError::Usage(format!("the {what} profile needs --if (the imbalance factor)")))
+    };
+    Ok(match &opts.profile {
+        ProfileKind::Auto => match opts.imbalance {
+            Some(f) => Profile::Exponential { imbalance: f },
+            None => Profile::AsIs,
+        },
+        ProfileKind::Exponential => Profile::Exponential { imbalance: need_if("exponential")? },
+        ProfileKind::Step { mu } => Profile::Step { imbalance: need_if("step")?, mu: *mu },
+        ProfileKind::CountsFile(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| BuildError::Io { path: p.clone(), source: e })?;
+            let counts = text
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|t| !t.is_empty())
+                .enumerate()
+                .map(|(i, t)| {
+                    t.parse::<usize>().map_err(|_| BuildError::Source {
+                        path: p.clone(),
+                        msg: format!("entry {}: {t:?} is not a non-negative integer", i + 1),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Profile::Counts { counts }
+        }
+        ProfileKind::AsIs => Profile::AsIs,
+    })
+}
+
+/// Builds the dataset from `source` into `out`.
+pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+    if let Some(f) = opts.imbalance {
+        if !f.is_finite() || f < 1.0 {
+            return Err(lt_core::CoreError::ImbalanceBelowOne(f).into());
+        }
+    }
+    if opts.max_per_class == Some(0) {
+        return Err(BuildError::Usage("--max-per-class must be at least 1".into()));
+    }
+    // Refuse an existing output before doing any work.
+    let staging = AtomicDir::begin(out, opts.overwrite)?;
+
+    let names: Vec<String> = source.class_names().to_vec();
+    let classes = names.len();
+    let train_labels = source.labels(Split::Train).to_vec();
+    let available = profile::histogram(train_labels.iter().copied(), classes);
+    let prof = resolve_profile(opts)?;
+    let order = match opts.class_order {
+        ClassOrder::Source => None,
+        ClassOrder::Shuffle => Some(profile::shuffled_class_order(classes, opts.seed)),
+    };
+    let mut targets = prof.counts_ordered(&available, opts.max_per_class, order.as_deref())?;
+    let clamped: Vec<Clamped> = profile::clamp_or_fail(&mut targets, &available, &names, opts.clamp)?;
+    let mut selected = [
+        profile::select(&train_labels, &targets, opts.selection, opts.seed)?,
+        (0..source.labels(Split::Test).len()).collect::<Vec<_>>(),
+    ];
+    source.prepare(Split::Train, &selected[0])?;
+    source.prepare(Split::Test, &selected[1])?;
+
+    let channels = source.channels();
+    let source: &dyn Source = source;
+    let mut skipped = Vec::new();
+    if opts.skip_corrupt {
+        for split in Split::ALL {
+            let s = split as usize;
+            progress.start(&format!("checking {}", split.as_str()), selected[s].len() as u64);
+            let bad: Vec<(usize, String, String)> = selected[s]
+                .par_iter()
+                .filter_map(|&i| {
+                    let r = match source.item(split, i) {
+                        Ok(item) => {
+                            let path = item.path.clone();
+                            match &item.payload {
+                                Payload::Encoded(b) => codec::decode(b).err().map(|e| (i, path, e.to_string())),
+                                Payload::Raw(_) => None,
+                            }
+                        }
+                        Err(e) => Some((i, String::new(), e.to_string())),
+                    };
+                    progress.inc(1);
+                    r
+                })
+                .collect();
+            progress.finish();
+            let bad_set: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
+            selected[s].retain(|i| !bad_set.contains(i));
+            for (i, path, error) in bad {
+                tracing::warn!("skipping corrupt image {path} ({} split, source index {i}): {error}", split.as_str());
+                skipped.push(serde_json::json!({"split": split.as_str(), "source_index": i, "path": path, "error": error}));
+            }
+        }
+    }
+
+    let mut splits = BTreeMap::new();
+    let mut counts_by_split = [vec![0usize; classes], vec![0usize; classes]];
+    let mut stats = Stats::default();
+    for split in Split::ALL {
+        let s = split as usize;
+        let labels = source.labels(split);
+        let mut order = selected[s].clone();
+        Rng::derive(opts.seed, &[0x5807, s as u64]).shuffle(&mut order);
+        let counts = profile::histogram(order.iter().map(|&i| labels[i]), classes);
+        let mut writer = SplitWriter::try_new(staging.path(), split, &names, &counts, opts.writer.clone())?;
+        progress.start(split.as_str(), order.len() as u64);
+        let split_stats = Mutex::new(Stats::default());
+        for chunk in order.chunks(opts.chunk.max(1)) {
+            let rows: Vec<Result<Row>> = chunk
+                .par_iter()
+                .map(|&i| {
+                    let item = source.item(split, i)?;
+                    let path = item.path.clone();
+                    let (bytes, img) = encode_item(item, opts).map_err(|msg| BuildError::CorruptImage {
+                        split: split.as_str(),
+                        path: format!("{} (in {})", path, source.location()),
+                        msg,
+                    })?;
+                    if split == Split::Train {
+                        let mut st = Stats::default();
+                        st.add(&img, channels);
+                        split_stats.lock().unwrap().merge(&st);
+                    }
+                    progress.inc(1);
+                    Ok(Row {
+                        image: bytes,
+                        path,
+                        label: labels[i] as i64,
+                        source_index: i as i64,
+                        height: img.height as i32,
+                        width: img.width as i32,
+                    })
+                })
+                .collect();
+            let rows = rows.into_iter().collect::<Result<Vec<_>>>()?;
+            writer.write_rows(rows)?;
+        }
+        progress.finish();
+        if split == Split::Train {
+            stats = split_stats.into_inner().unwrap();
+        }
+        let shards = writer.finish()?;
+        splits.insert(split.as_str().to_string(), SplitInfo { rows: order.len(), shards });
+        counts_by_split[s] = counts;
+    }
+
+    let (mean, std) = stats.mean_std(channels);
+    let train_counts = &counts_by_split[0];
+    let max = train_counts.iter().copied().max().unwrap_or(0);
+    let min = train_counts.iter().copied().min().unwrap_or(0);
+    let profile_json = serde_json::json!({
+        "spec": serde_json::to_value(&prof).expect("profile serialises"),
+        "n_max": opts.max_per_class,
+        "class_order": order,
+        "targets": targets,
+    });
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        tool_version: format!("lt-build {}", env!("CARGO_PKG_VERSION")),
+        command_line: opts.command_line.clone(),
+        source: serde_json::json!({"kind": source.kind(), "location": source.location()}),
+        profile: profile_json,
+        seed: opts.seed,
+        selection: match opts.selection {
+            Selection::Glmc => "glmc".into(),
+            Selection::Ldam => "ldam".into(),
+        },
+        imbalance_factor: (min > 0).then(|| max as f64 / min as f64),
+        clamped,
+        skipped,
+        channels,
+        mean,
+        std,
+        classes: names
+            .iter()
+            .enumerate()
+            .map(|(c, n)| ClassInfo { id: c, name: n.clone(), train: counts_by_split[0][c], test: counts_by_split[1][c] })
+            .collect(),
+        groups: Groups::from_counts(train_counts, opts.thresholds),
+        splits,
+    };
+    manifest.save(staging.path())?;
+    let path = staging.commit()?;
+    Ok(BuildReport { path, manifest })
+}

@@ -1,0 +1,305 @@
+//! `lt-build`: long-tailed Parquet shards from a real dataset.
+use anyhow::{bail, Context};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use lt_build::sources::{self, synth::SynthOptions, SourceOptions};
+use lt_build::{BuildOptions, ClassOrder, Progress, ProfileKind};
+use lt_core::groups::GroupThresholds;
+use lt_shards::WriterOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+/// Turn a dataset into long-tailed Parquet shards with class-frequency metadata.
+///
+/// Usage: lt-build [SOURCE] PATH [options]   — build
+///        lt-build synth [options]           — procedural test data
+///        lt-build inspect DIR               — histogram, IF, groups, checksum verification
+///
+/// SOURCE is one of cifar10, cifar100, idx, folder, list, parquet, synth; when
+/// omitted it is detected from the files in PATH. Examples:
+///
+///   lt-build --if 256 imagenet/ -o shards/
+///   lt-build cifar100 --if 100 data/cifar-100-python -o c100-lt/
+///   lt-build idx /usr/share/datasets/fashion-mnist --if 100 -o fmnist-lt/
+///   lt-build list imagenet/ --train-list ImageNet_LT_train.txt --test-list ImageNet_LT_test.txt -o inlt/
+///   lt-build parquet c100-lt/ --if 10 -o c100-if10/      (regenerate a split from a build)
+#[derive(Parser, Debug)]
+#[command(name = "lt-build", version, verbatim_doc_comment)]
+struct BuildArgs {
+    /// [SOURCE] PATH: the source kind (optional) and the dataset path.
+    #[arg(value_name = "SOURCE_OR_PATH", num_args = 0..=2)]
+    inputs: Vec<String>,
+
+    /// Output directory (must not exist or be empty, unless --overwrite).
+    #[arg(short, long, default_value = "shards")]
+    output: PathBuf,
+    /// Replace an existing output directory (atomically, after the build succeeds).
+    #[arg(long)]
+    overwrite: bool,
+
+    /// Imbalance factor n_max / n_min (>= 1). Implies the exponential profile
+    /// n_c = floor(n_max * IF^(-c/(C-1))) unless --profile says otherwise.
+    #[arg(long = "if", value_name = "IF")]
+    imbalance: Option<f64>,
+    /// Long-tail profile: exp, step, counts, as-is (default: exp with --if, else as-is).
+    #[arg(long, value_name = "KIND")]
+    profile: Option<String>,
+    /// Fraction of tail classes for the step profile.
+    #[arg(long, default_value_t = 0.5)]
+    step_mu: f64,
+    /// Per-class counts (whitespace or comma separated, class-id order), for --profile counts.
+    #[arg(long, value_name = "FILE")]
+    counts_file: Option<PathBuf>,
+    /// Head-class count n_max (default: the largest class of the source).
+    #[arg(long)]
+    max_per_class: Option<usize>,
+    /// Per-class selection: glmc (seeded choice without replacement) or ldam (seeded per-class shuffle, first n).
+    #[arg(long, default_value = "glmc")]
+    selection: String,
+    /// Class order along the profile: source (class 0 is the head) or shuffle (seeded permutation).
+    #[arg(long, default_value = "source")]
+    class_order: String,
+    /// Seed of the selection, the class order and the row shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Lower a class's target to what the source has (recorded in the manifest) instead of failing.
+    #[arg(long)]
+    clamp: bool,
+    /// Skip corrupt images (listed in the manifest) instead of failing.
+    #[arg(long)]
+    skip_corrupt: bool,
+
+    /// Re-encode images whose longer side exceeds N pixels (Lanczos3 via fast_image_resize).
+    #[arg(long, value_name = "N")]
+    max_side: Option<u32>,
+    /// JPEG quality of re-encodes (1-100); given alone, re-encodes every JPEG. Default 90.
+    #[arg(long)]
+    quality: Option<u8>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Start a new shard after this many MiB.
+    #[arg(long, default_value_t = 256)]
+    shard_mb: u64,
+    /// Close a row group at this many rows…
+    #[arg(long, default_value_t = 1024)]
+    row_group_rows: usize,
+    /// …or at this many MiB of images.
+    #[arg(long, default_value_t = 8)]
+    row_group_mb: usize,
+    /// Many/medium/few thresholds: many > A, few < B training images.
+    #[arg(long, default_value_t = 100)]
+    many_above: usize,
+    #[arg(long, default_value_t = 20)]
+    few_below: usize,
+
+    /// Class names, one per line in label order (idx, list, parquet).
+    #[arg(long, value_name = "FILE")]
+    class_names: Option<PathBuf>,
+    /// list: the train list file (`relative/path label` lines).
+    #[arg(long, value_name = "FILE")]
+    train_list: Option<PathBuf>,
+    /// list: the test list file.
+    #[arg(long, value_name = "FILE")]
+    test_list: Option<PathBuf>,
+    /// parquet: the image column (HF Image struct or binary).
+    #[arg(long)]
+    image_column: Option<String>,
+    /// parquet: the label column.
+    #[arg(long)]
+    label_column: Option<String>,
+
+    /// synth: number of classes.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// synth: train images per class before the profile.
+    #[arg(long, default_value_t = 500)]
+    per_class: usize,
+    /// synth: test images per class.
+    #[arg(long, default_value_t = 100)]
+    test_per_class: usize,
+    /// synth: image side in pixels.
+    #[arg(long, default_value_t = 32)]
+    size: u32,
+    /// synth: 1 (gray) or 3 (RGB).
+    #[arg(long, default_value_t = 3)]
+    channels: u8,
+
+    /// Hide the progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Print the class histogram, imbalance factor and many/medium/few counts of a
+/// built directory and verify its shards (size, SHA-256, row and label counts).
+#[derive(Parser, Debug)]
+#[command(name = "lt-build inspect", version)]
+struct InspectArgs {
+    /// The built dataset directory.
+    dir: PathBuf,
+    /// Show every class even when there are many.
+    #[arg(long)]
+    all: bool,
+    /// Skip the checksum verification.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+struct Bar(Mutex<Option<ProgressBar>>, bool);
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        if self.1 {
+            return;
+        }
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(what.to_string());
+        *self.0.lock().unwrap() = Some(pb);
+    }
+    fn inc(&self, n: u64) {
+        if let Some(pb) = self.0.lock().unwrap().as_ref() {
+            pb.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = self.0.lock().unwrap().take() {
+            pb.finish();
+        }
+    }
+}
+
+fn inspect(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let a = InspectArgs::parse_from(args);
+    let (text, ver) = lt_build::inspect::report(&a.dir, a.all, !a.no_verify)?;
+    print!("{text}");
+    Ok(if ver.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("inspect") {
+        return inspect(argv[1..].to_vec());
+    }
+    let a = BuildArgs::parse();
+    let (kind, path): (String, Option<PathBuf>) = match a.inputs.as_slice() {
+        [] => bail!("give a dataset path (or `synth`); see --help"),
+        [one] if sources::KINDS.contains(&one.as_str()) => (one.clone(), None),
+        [one] => {
+            let p = PathBuf::from(one);
+            (sources::detect(&p)?.to_string(), Some(p))
+        }
+        [k, p] => {
+            if !sources::KINDS.contains(&k.as_str()) {
+                bail!("unknown source kind {k:?} (expected one of {})", sources::KINDS.join(", "));
+            }
+            (k.clone(), Some(PathBuf::from(p)))
+        }
+        _ => unreachable!("clap limits inputs to two"),
+    };
+    if let Some(t) = a.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("--threads")?;
+    }
+    let profile = match a.profile.as_deref() {
+        None => ProfileKind::Auto,
+        Some("exp" | "exponential") => ProfileKind::Exponential,
+        Some("step") => ProfileKind::Step { mu: a.step_mu },
+        Some("counts") => ProfileKind::CountsFile(a.counts_file.clone().context("--profile counts needs --counts-file FILE")?),
+        Some("as-is" | "asis") => ProfileKind::AsIs,
+        Some(other) => bail!("--profile: unknown profile {other:?} (expected exp, step, counts or as-is)"),
+    };
+    let class_order = match a.class_order.as_str() {
+        "source" => ClassOrder::Source,
+        "shuffle" => ClassOrder::Shuffle,
+        other => bail!("--class-order: expected source or shuffle, got {other:?}"),
+    };
+    if let Some(q) = a.quality {
+        if !(1..=100).contains(&q) {
+            bail!("--quality must be in 1..=100, got {q}");
+        }
+    }
+    if a.max_side == Some(0) {
+        bail!("--max-side must be at least 1");
+    }
+    let src_opts = SourceOptions {
+        class_names_file: a.class_names.clone(),
+        train_list: a.train_list.clone(),
+        test_list: a.test_list.clone(),
+        image_column: a.image_column.clone(),
+        label_column: a.label_column.clone(),
+        synth: SynthOptions {
+            classes: a.classes,
+            train_per_class: a.per_class,
+            test_per_class: a.test_per_class,
+            size: a.size,
+            channels: a.channels,
+            seed: a.seed,
+        },
+    };
+    let opts = BuildOptions {
+        profile,
+        imbalance: a.imbalance,
+        max_per_class: a.max_per_class,
+        selection: a.selection.parse()?,
+        class_order,
+        seed: a.seed,
+        clamp: a.clamp,
+        skip_corrupt: a.skip_corrupt,
+        overwrite: a.overwrite,
+        max_side: a.max_side,
+        quality: a.quality,
+        writer: WriterOptions::default()
+            .with_shard_bytes(a.shard_mb.max(1) << 20)
+            .with_row_group_rows(a.row_group_rows)
+            .with_row_group_bytes(a.row_group_mb.max(1) << 20),
+        thresholds: GroupThresholds { many_above: a.many_above, few_below: a.few_below },
+        command_line: argv.clone(),
+        chunk: 1024,
+    };
+    // Fail fast on flag errors before reading a large source.
+    if let Some(f) = opts.imbalance {
+        if !f.is_finite() || f < 1.0 {
+            return Err(lt_core::CoreError::ImbalanceBelowOne(f).into());
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let mut source = sources::open(&kind, path.as_deref(), &src_opts)?;
+    let bar = Bar(Mutex::new(None), a.quiet);
+    let report = lt_build::build(source.as_mut(), &a.output, &opts, &bar)?;
+    let m = &report.manifest;
+    let secs = t0.elapsed().as_secs_f64();
+    let total = m.splits.values().map(|s| s.rows).sum::<usize>();
+    eprintln!(
+        "wrote {} ({} train + {} test images, {} classes) in {:.1}s, {:.0} images/s",
+        report.path.display(),
+        m.splits["train"].rows,
+        m.splits["test"].rows,
+        m.classes.len(),
+        secs,
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lt-build: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

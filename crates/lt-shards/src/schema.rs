@@ -30,14 +30,16 @@ pub fn hf_features_json(class_names: &[String]) -> serde_json::Value {
     })
 }
 
-/// The schema of one split's shards, with both metadata keys.
+/// The schema of one split's shards, with both metadata keys. Every field
+/// is nullable because HF `datasets` applies the `huggingface` features only
+/// where they match the Arrow fields exactly, nullability included.
 pub fn shard_schema(class_names: &[String], split: &str, class_counts: &[usize]) -> SchemaRef {
     let fields = vec![
         Field::new("image", DataType::Struct(image_fields()), true),
-        Field::new("label", DataType::Int64, false),
-        Field::new("source_index", DataType::Int64, false),
-        Field::new("height", DataType::Int32, false),
-        Field::new("width", DataType::Int32, false),
+        Field::new("label", DataType::Int64, true),
+        Field::new("source_index", DataType::Int64, true),
+        Field::new("height", DataType::Int32, true),
+        Field::new("width", DataType::Int32, true),
     ];
     let mut meta = HashMap::new();
     meta.insert("huggingface".to_string(), hf_features_json(class_names).to_string());

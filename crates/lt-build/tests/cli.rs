@@ -1,0 +1,239 @@
+//! The `lt-build` binary: the README's commands, inspect, interrupted builds,
+//! real Fashion-MNIST and interop with pyarrow / DuckDB / HF datasets.
+use lt_build::fixtures;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lt_build(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lt-build")).args(args).arg("--quiet").output().unwrap()
+}
+
+fn lt_inspect(dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lt-build")).arg("inspect").arg(dir).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn readme_example_if256_on_a_class_per_folder_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imagenet");
+    fixtures::write_folder(&root, &[("n01440764", 256, 2), ("n01443537", 20, 2), ("n01484850", 3, 2)]);
+    let out = tmp.path().join("shards");
+    let o = lt_build(&["--if", "256", s(&root), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    // floor(256 · 256^(−c/2)) = 256, 16, 1
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [256, 16, 1]);
+    assert_eq!(m.source["kind"], "folder");
+    assert!(m.command_line.iter().any(|a| a == "256"));
+
+    let o = lt_inspect(&out);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("imbalance factor: 256.00 (256 / 1)"), "{t}");
+    assert!(t.contains("many 1, medium 0, few 2"), "{t}");
+    assert!(t.contains("verify: all 2 shard(s) match"), "{t}");
+    assert!(t.contains("n01440764") && t.contains("████"), "{t}");
+
+    // A damaged shard fails inspect with the file named.
+    let shard = out.join("train/part-00000.parquet");
+    let mut b = std::fs::read(&shard).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 1;
+    std::fs::write(&shard, b).unwrap();
+    let o = lt_inspect(&out);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("FAILED train/part-00000.parquet"), "{}", text(&o));
+}
+
+#[test]
+fn flag_errors_name_the_flag_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_idx(&tmp.path().join("m"), 3, 1, 4, false);
+    let src = tmp.path().join("m");
+    for (args, needle) in [
+        (vec!["--if", "0.9", s(&src)], "--if"),
+        (vec!["--if", "10", "--selection", "random", s(&src)], "--selection"),
+        (vec!["--if", "10", "--profile", "zipf", s(&src)], "--profile"),
+        (vec!["cifar10", s(&src)], "cifar"),
+        (vec!["--quality", "0", s(&src)], "--quality"),
+        (vec!["--if", "5", s(&tmp.path().join("missing"))], "missing"),
+    ] {
+        let o = lt_build(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn killed_build_leaves_nothing_that_looks_complete_and_rerun_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("big");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lt-build"))
+        .args(["synth", "--classes", "10", "--per-class", "20000", "--size", "48", "--quiet", "--threads", "1", "-o", s(&out)])
+        .spawn()
+        .unwrap();
+    // Wait until the build is writing into its staging directory, then kill -9.
+    let staging: PathBuf = tmp.path().join(format!(".big.tmp-{}", child.id()));
+    let t0 = std::time::Instant::now();
+    while !staging.join("train").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "build never started writing");
+        assert!(child.try_wait().unwrap().is_none(), "build finished before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "an interrupted build must not create the output directory");
+    assert!(!staging.join("manifest.json").exists());
+    // The rerun cleans the dead build's staging directory and succeeds.
+    let o = lt_build(&["synth", "--classes", "3", "--per-class", "10", "--size", "8", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!staging.exists(), "stale staging directory was not removed");
+    assert!(out.join("manifest.json").exists());
+}
+
+fn require(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
+/// Real data: Debian's dataset-fashion-mnist package.
+#[test]
+fn fashion_mnist_lt_if100_from_the_debian_package() {
+    let src = Path::new("/usr/share/datasets/fashion-mnist");
+    if !src.exists() {
+        assert!(!require("LT_REQUIRE_FASHION_MNIST"), "{} is missing (apt-get install dataset-fashion-mnist)", src.display());
+        eprintln!("skipping: {} not installed", src.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fmnist");
+    let o = lt_build(&["idx", s(src), "--if", "100", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]);
+    assert!(m.classes.iter().all(|c| c.test == 1000), "balanced 10,000-image test split");
+    assert_eq!(m.splits["test"].rows, 10_000);
+    assert_eq!(m.classes[9].name, "Ankle boot");
+    // Every stored pixel equals the IDX source.
+    let (_, px) = lt_build::sources::idx::read_idx(&src.join("train-images-idx3-ubyte.gz")).unwrap();
+    let rows = lt_shards::ShardSet::open(&out, lt_shards::Split::Train).unwrap().read_all().unwrap();
+    for r in &rows {
+        let i = r.source_index as usize;
+        assert_eq!(lt_vision::codec::decode(&r.image).unwrap().pixels, px[i * 784..(i + 1) * 784]);
+    }
+    // Fashion-MNIST's published train mean is ≈ 0.286 over all 60k images;
+    // the long-tailed subset is dominated by T-shirts, so it differs a little.
+    assert!((m.mean[0] - 0.29).abs() < 0.03 && (m.std[0] - 0.35).abs() < 0.03, "{:?} {:?}", m.mean, m.std);
+}
+
+/// Interop: pyarrow, DuckDB and HF `datasets` from the venv (tools/setup.sh).
+#[test]
+fn shards_open_in_pyarrow_duckdb_and_hf_datasets() {
+    let py = std::env::var("LT_GLMC_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&py).args(["-c", "import pyarrow, duckdb, datasets"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(!require("LT_REQUIRE_PYTHON"), "{py} lacks pyarrow/duckdb/datasets: run tools/setup.sh");
+        eprintln!("skipping: no python with pyarrow/duckdb/datasets");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, labels, _, _) = fixtures::write_cifar10_python(tmp.path(), 30, 2);
+    let out = tmp.path().join("c10");
+    let o = lt_build(&["cifar10", s(tmp.path()), "--if", "10", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Reference values computed here, checked there.
+    let i0 = {
+        let rows = lt_shards::ShardSet::open(&out, lt_shards::Split::Train).unwrap().read_all().unwrap();
+        rows[0].source_index as usize
+    };
+    let first_pixel: Vec<u8> = (0..3).map(|c| data[i0 * 3072 + c * 1024]).collect();
+    let script = format!(
+        r#"
+import json, io, sys
+import pyarrow.parquet as pq, duckdb, datasets, numpy as np
+from PIL import Image
+root = {root:?}
+t = pq.read_table(root + "/train")
+hf = json.loads(t.schema.metadata[b"huggingface"])
+assert hf["info"]["features"]["label"]["_type"] == "ClassLabel", hf
+assert hf["info"]["features"]["label"]["names"][0] == "airplane", hf
+assert hf["info"]["features"]["image"]["_type"] == "Image", hf
+lt = json.loads(t.schema.metadata[b"lt_glmc"])
+labels = t.column("label").to_pylist()
+counts = [labels.count(c) for c in range(10)]
+assert counts == lt["class_counts"], (counts, lt)
+assert counts == {counts:?}, counts
+img = t.column("image")[0].as_py()
+px = np.array(Image.open(io.BytesIO(img["bytes"])))
+assert px.shape == (32, 32, 3), px.shape
+assert list(px[0, 0]) == {first:?}, (list(px[0, 0]), {first:?})
+assert t.column("source_index")[0].as_py() == {i0}
+n = duckdb.sql(f"select count(*) from '{{root}}/train/*.parquet' where label = 0").fetchall()[0][0]
+assert n == counts[0], n
+ds = datasets.load_dataset("parquet", data_files={{"train": root + "/train/*.parquet", "test": root + "/test/*.parquet"}})
+assert ds["train"].features["label"].names[1] == "automobile"
+assert ds["train"].num_rows == sum(counts) and ds["test"].num_rows == 20
+x = ds["train"][0]["image"]
+assert x.size == (32, 32) and list(np.array(x)[0, 0]) == {first:?}
+print("interop ok")
+"#,
+        root = s(&out),
+        counts = lt_core::profile::exponential_counts(10, 30, 10.0).unwrap(),
+        first = first_pixel,
+        i0 = i0,
+    );
+    let o = Command::new(&py).args(["-c", &script]).env("HF_DATASETS_OFFLINE", "1").env("HF_HOME", tmp.path().join("hf")).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("interop ok"));
+    let _ = labels;
+}
+
+/// A Python 3 `pickle.dump(..., protocol=2)` of numpy data (bytes travel as
+/// `_codecs.encode`) reads the same as the Python 2 originals.
+#[test]
+fn cifar_pickled_by_python3_numpy_reads_too() {
+    let py = std::env::var("LT_GLMC_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !Command::new(&py).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success()) {
+        assert!(!require("LT_REQUIRE_PYTHON"), "{py} lacks numpy");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-py");
+    let script = format!(
+        r#"
+import pickle, numpy as np
+d = {dir:?}
+import os; os.makedirs(d)
+rng = np.random.default_rng(0)
+for name, n, proto in [("data_batch_1", 20, 2), ("data_batch_2", 20, 4), ("data_batch_3", 20, 5), ("data_batch_4", 20, 2), ("data_batch_5", 20, 3), ("test_batch", 10, 2)]:
+    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    labels = [int(i % 10) for i in range(n)]
+    with open(f"{{d}}/{{name}}", "wb") as f:
+        pickle.dump({{b"data": data, b"labels": labels, b"batch_label": b"x"}}, f, protocol=proto)
+    np.save(f"{{d}}/{{name}}.npy", data)
+with open(f"{{d}}/batches.meta", "wb") as f:
+    pickle.dump({{"label_names": ["airplane","automobile","bird","cat","deer","dog","frog","horse","ship","truck"]}}, f, protocol=2)
+"#,
+        dir = s(&dir)
+    );
+    let o = Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let c = lt_build::sources::cifar::Cifar::open(&dir, 10).unwrap();
+    use lt_build::sources::Source;
+    assert_eq!(c.labels(lt_shards::Split::Train).len(), 100);
+    assert_eq!(c.class_names()[3], "cat");
+    // Image 45 sits in data_batch_3 (protocol 5) at row 5.
+    let npy = std::fs::read(dir.join("data_batch_3.npy")).unwrap();
+    let raw = &npy[npy.len() - 20 * 3072..];
+    let item = c.item(lt_shards::Split::Train, 45).unwrap();
+    let lt_build::sources::Payload::Raw(img) = item.payload else { panic!("raw payload") };
+    assert_eq!(img.pixels[0], raw[5 * 3072]);
+    assert_eq!(img.pixels[1], raw[5 * 3072 + 1024]);
+}

@@ -36,6 +36,23 @@ pub enum GlmcError {
         #[source]
         source: serde_json::Error,
     },
+    /// The shard set could not be opened or read (missing or corrupt
+    /// manifest, missing shard, checksum mismatch).
+    #[error("dataset {}: {source}", path.display())]
+    Dataset {
+        path: PathBuf,
+        #[source]
+        source: lt_shards::ShardError,
+    },
+    /// The loader failed (corrupt image, bad configuration, …).
+    #[error("loader: {0}")]
+    Loader(#[from] lt_loader::LoaderError),
+    /// `--resume` against a run whose recipe or dataset differs.
+    #[error("cannot resume {}: {why}", path.display())]
+    Resume { path: PathBuf, why: String },
+    /// The requested device is not available.
+    #[error("device {requested:?}: {why}")]
+    Device { requested: String, why: String },
     /// A checkpoint is missing a file or a tensor, or does not fit the model.
     #[error("checkpoint {}: {why}", path.display())]
     Checkpoint { path: PathBuf, why: String },

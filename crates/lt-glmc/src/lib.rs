@@ -17,7 +17,11 @@
 //! - [`metrics`]: top-1/5, per-class, many/medium/few, ECE;
 //! - [`recipe`]: TOML training recipes (`pipelines/*.toml`);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
-//!   written atomically.
+//!   written atomically;
+//! - [`train`]: the training loop (loader → device → GLMC step →
+//!   evaluation → checkpoint, exact resume) behind the `lt-train` binary;
+//! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
+//! - [`report`]: report.md and the PNG plots.
 //!
 //! GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning
 //! for Long-tailed Visual Recognitions", CVPR 2023
@@ -52,7 +56,10 @@ pub mod metrics;
 pub mod mix;
 pub mod model;
 pub mod optim;
+pub mod pinned;
 pub mod recipe;
+pub mod report;
+pub mod train;
 
 pub use error::{GlmcError, Result};
 pub use tch;

@@ -67,7 +67,7 @@ impl LossConfig {
         self.rebalanced = r;
         self
     }
-    fn uses_consistency(&self) -> bool {
+    pub fn uses_consistency(&self) -> bool {
         self.consistency && self.kappa != 0.0
     }
 }

@@ -5,9 +5,10 @@
 //! default. Flags override fields through [`Recipe::set`] with dotted keys
 //! (`optim.lr=0.05`), re-validated as a whole.
 //!
-//! The `build` and `loader` sections are placeholders kept as raw TOML here:
-//! their typed forms belong to lt-build and lt-loader and will replace these
-//! fields (PLACEHOLDER, see [`Recipe::loader`]).
+//! The `build` section is a placeholder kept as raw TOML here: its typed
+//! form belongs to lt-build (PLACEHOLDER, see [`Recipe::build`]). The
+//! `loader` section is typed ([`LoaderSection`]), and `perf` holds the
+//! device switches of the GPU path ([`PerfSection`]).
 //!
 //! ```
 //! let r = lt_glmc::recipe::Recipe::from_toml_str(r#"
@@ -51,11 +52,13 @@ pub struct Recipe {
     /// TOML until lt-build provides its typed section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<toml::Value>,
-    /// PLACEHOLDER: lt-loader's settings (augmentation, workers, sampler q is
-    /// in [`GlmcSection::q`]), kept as raw TOML until lt-loader provides its
-    /// typed section.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loader: Option<toml::Value>,
+    /// How batches are made (augmentation, workers, buffers); the sampler's
+    /// q is [`GlmcSection::q`].
+    #[serde(default)]
+    pub loader: LoaderSection,
+    /// Device-side switches (pinned buffers, AMP, channels-last, cuDNN).
+    #[serde(default)]
+    pub perf: PerfSection,
     pub model: ModelSection,
     pub train: TrainSection,
     pub optim: OptimSection,
@@ -214,6 +217,112 @@ pub struct NormalizeSection {
     pub std: Vec<f64>,
 }
 
+/// An augmentation pipeline in a recipe: a short name (`"cifar"`,
+/// `"imagenet"`, `"randaugment"`, `"eval"`, `"eval-identity"`) or a full
+/// table (`{ kind = "cifar", padding = 4 }`, see [`lt_vision::augment::Pipeline`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PipelineSpec {
+    Name(String),
+    Spec(lt_vision::augment::Pipeline),
+}
+
+impl PipelineSpec {
+    pub fn resolve(&self) -> Result<lt_vision::augment::Pipeline> {
+        let p = match self {
+            PipelineSpec::Name(n) => lt_vision::augment::Pipeline::by_name(n).map_err(|e| GlmcError::invalid("loader pipeline", e.to_string()))?,
+            PipelineSpec::Spec(p) => p.clone(),
+        };
+        p.validate().map_err(|e| GlmcError::invalid("loader pipeline", e.to_string()))?;
+        Ok(p)
+    }
+}
+
+/// Loader settings (lt-loader's `LoaderConfig`, minus what the trainer
+/// decides: batch size, sampler, views, seed, start position).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderSection {
+    /// Training augmentation.
+    #[serde(default = "default_augment")]
+    pub augment: PipelineSpec,
+    /// Views per sample; GLMC needs 2, the CE baseline uses 1. Absent: by method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<usize>,
+    /// Evaluation pipeline; absent: `eval-identity` for images up to 64 px,
+    /// `eval` (resize 256, center crop 224) for larger ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<PipelineSpec>,
+    /// Decode/augment worker threads; 0: one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Batch buffers in circulation.
+    #[serde(default = "default_pool")]
+    pub pool_size: usize,
+    /// Keep a split's encoded bytes resident up to this many MiB.
+    #[serde(default = "default_budget")]
+    pub memory_budget_mib: u64,
+    /// Replace undecodable images by the next row (counted) instead of stopping.
+    #[serde(default)]
+    pub skip_corrupt: bool,
+    /// Evaluation batch size (default 256).
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+fn default_augment() -> PipelineSpec {
+    PipelineSpec::Name("cifar".into())
+}
+fn default_pool() -> usize {
+    4
+}
+fn default_budget() -> u64 {
+    8192
+}
+fn default_eval_batch() -> usize {
+    256
+}
+
+impl Default for LoaderSection {
+    fn default() -> Self {
+        LoaderSection {
+            augment: default_augment(),
+            views: None,
+            eval: None,
+            workers: 0,
+            pool_size: default_pool(),
+            memory_budget_mib: default_budget(),
+            skip_corrupt: false,
+            eval_batch_size: default_eval_batch(),
+        }
+    }
+}
+
+/// Device-side switches (issue 5). On CPU, pinned buffers fall back to
+/// ordinary memory; AMP and channels-last are refused until implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfSection {
+    /// Page-locked batch buffers and non-blocking host→device copies (CUDA).
+    #[serde(default = "yes")]
+    pub pinned: bool,
+    /// fp16 autocast with dynamic loss scaling (CUDA only).
+    #[serde(default)]
+    pub amp: bool,
+    /// NHWC activations for the convolution models.
+    #[serde(default)]
+    pub channels_last: bool,
+    /// cuDNN autotuning (CUDA only; ignored on CPU).
+    #[serde(default = "yes")]
+    pub cudnn_benchmark: bool,
+}
+
+impl Default for PerfSection {
+    fn default() -> Self {
+        PerfSection { pinned: true, amp: false, channels_last: false, cudnn_benchmark: true }
+    }
+}
+
 /// Which head answers at evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,6 +341,13 @@ pub struct EvalSection {
     pub head: EvalHead,
     #[serde(default = "default_groups")]
     pub groups: GroupThresholds,
+    /// Evaluate every this many epochs (and always after the last).
+    #[serde(default = "default_every")]
+    pub every: usize,
+}
+
+fn default_every() -> usize {
+    1
 }
 
 fn default_groups() -> GroupThresholds {
@@ -240,7 +356,7 @@ fn default_groups() -> GroupThresholds {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        EvalSection { head: EvalHead::Auto, groups: GroupThresholds::default() }
+        EvalSection { head: EvalHead::Auto, groups: GroupThresholds::default(), every: 1 }
     }
 }
 
@@ -327,6 +443,24 @@ impl Recipe {
         }
         if !(self.glmc.beta > 0.0) || self.glmc.kappa < 0.0 {
             return bad("glmc", "beta must be > 0 and kappa >= 0".into());
+        }
+        if self.eval.every == 0 {
+            return bad("eval.every", "must be >= 1".into());
+        }
+        let l = &self.loader;
+        if l.pool_size == 0 || l.eval_batch_size == 0 {
+            return bad("loader", "pool_size and eval_batch_size must be >= 1".into());
+        }
+        let want_views = match self.train.method {
+            Method::Glmc => 2,
+            Method::CrossEntropy => 1,
+        };
+        if l.views.is_some_and(|v| v != want_views) {
+            return bad("loader.views", format!("{:?} uses {want_views} view(s), not {}", self.train.method, l.views.unwrap_or(0)));
+        }
+        l.augment.resolve()?;
+        if let Some(e) = &l.eval {
+            e.resolve()?;
         }
         if let Some(n) = &self.normalize {
             if n.mean.len() != n.std.len() || n.std.iter().any(|s| !(*s > 0.0)) {

@@ -1,0 +1,255 @@
+//! `lt-train`: GLMC training on lt-build shards (thin CLI over
+//! [`lt_glmc::train`] and [`lt_glmc::report`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use lt_glmc::recipe::Recipe;
+use lt_glmc::report::{self, RunInfo};
+use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, RECIPE_FILE};
+
+/// Train GLMC (or a baseline) on long-tailed shards made by lt-build, then
+/// write metrics.jsonl, report.md and plots into the run directory.
+///
+/// Examples:
+///   lt-train fmnist-lt/ --recipe pipelines/fashion-mnist-lt-demo.toml --epochs 3
+///   lt-train shards/ --method ce --set optim.lr=0.05 --out runs/ce
+///   lt-train shards/ --resume runs/ce
+#[derive(Parser, Debug)]
+#[command(version, about, verbatim_doc_comment)]
+struct Args {
+    /// Shard directory (lt-build's output, with manifest.json)
+    shards: PathBuf,
+    /// Recipe (TOML, see pipelines/); default: the authors' settings chosen from the manifest
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// Override a recipe field, e.g. --set optim.lr=0.05 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Training method (sets train.method and the glmc switches)
+    #[arg(long, value_enum)]
+    method: Option<MethodArg>,
+    /// cpu, cuda, cuda:N or auto
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Run directory (default runs/<recipe name>-<method>)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) after this many epochs in total; resume later
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// libtorch intra-op threads (default: libtorch's choice)
+    #[arg(long)]
+    threads: Option<i32>,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MethodArg {
+    /// GLMC (DESIGN §4)
+    Glmc,
+    /// Plain cross-entropy baseline (instance sampling, no mixing, head g)
+    Ce,
+    /// GLMC without the consistency loss (re-weighting only)
+    GlmcNoCon,
+    /// GLMC without re-weighting (consistency only, head g)
+    GlmcNoRw,
+    /// GLMC with Balanced Softmax as the re-balanced loss
+    Bsce,
+}
+
+impl MethodArg {
+    fn sets(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            MethodArg::Glmc => &[("train.method", "\"glmc\"")],
+            MethodArg::Ce => &[("train.method", "\"cross_entropy\"")],
+            MethodArg::GlmcNoCon => &[("train.method", "\"glmc\""), ("glmc.consistency", "false")],
+            MethodArg::GlmcNoRw => &[("train.method", "\"glmc\""), ("glmc.reweight", "false")],
+            MethodArg::Bsce => &[("train.method", "\"glmc\""), ("glmc.rebalanced", "\"balanced_softmax\"")],
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            MethodArg::Glmc => "glmc",
+            MethodArg::Ce => "ce",
+            MethodArg::GlmcNoCon => "glmc-no-con",
+            MethodArg::GlmcNoRw => "glmc-no-rw",
+            MethodArg::Bsce => "bsce",
+        }
+    }
+}
+
+impl Args {
+    fn changes_recipe(&self) -> bool {
+        self.recipe.is_some() || !self.sets.is_empty() || self.epochs.is_some() || self.batch_size.is_some() || self.seed.is_some() || self.method.is_some()
+    }
+
+    fn recipe(&self) -> Result<Recipe> {
+        let mut r = match &self.recipe {
+            Some(p) => Recipe::load(p)?,
+            None => train::default_recipe(&Dataset::open(&self.shards, 8192)?),
+        };
+        if let Some(m) = self.method {
+            for (k, v) in m.sets() {
+                r.set(k, v)?;
+            }
+        }
+        for kv in &self.sets {
+            let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+            r.set(k.trim(), v.trim())?;
+        }
+        if let Some(e) = self.epochs {
+            r.set("train.epochs", &e.to_string())?;
+        }
+        if let Some(b) = self.batch_size {
+            r.set("train.batch_size", &b.to_string())?;
+        }
+        if let Some(s) = self.seed {
+            r.set("train.seed", &s.to_string())?;
+        }
+        Ok(r)
+    }
+}
+
+/// Progress bar per epoch plus one summary line per epoch on stderr.
+struct Bar {
+    quiet: bool,
+    pb: Option<ProgressBar>,
+    t: Instant,
+    images: usize,
+    epochs: usize,
+}
+
+impl Observer for Bar {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.epochs = epochs;
+        self.t = Instant::now();
+        self.images = 0;
+        if !self.quiet {
+            let pb = ProgressBar::new(steps as u64);
+            pb.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            pb.set_prefix(format!("{}/{epochs}", epoch + 1));
+            self.pb = Some(pb);
+        }
+    }
+    fn step(&mut self, loss: f64, images: usize) {
+        self.images += images;
+        if let Some(pb) = &self.pb {
+            let rate = self.images as f64 / self.t.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!("loss {loss:.4} {rate:.0} img/s"));
+            pb.inc(1);
+        }
+    }
+    fn evaluating(&mut self) {
+        if let Some(pb) = &self.pb {
+            pb.set_message("evaluating");
+        }
+    }
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+        let pct = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{:.2}", 100.0 * v));
+        let t = r.test.as_ref();
+        eprintln!(
+            "epoch {}/{} lr {:.5} alpha {:.3} loss {:.4} ({:.4} -> {:.4}) {:.0} img/s {:.0}s | top-1 {} many {} med {} few {}",
+            r.epoch + 1,
+            self.epochs,
+            r.lr,
+            r.alpha,
+            r.loss,
+            r.loss_first,
+            r.loss_last,
+            r.train_images_per_s,
+            r.train_seconds,
+            pct(t.map(|t| t.top1)),
+            pct(t.and_then(|t| t.many)),
+            pct(t.and_then(|t| t.medium)),
+            pct(t.and_then(|t| t.few)),
+        );
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let device = train::parse_device(&args.device)?;
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let (out, resume, recipe) = match &args.resume {
+        Some(dir) => {
+            let recipe = if args.changes_recipe() {
+                args.recipe()?
+            } else {
+                Recipe::load(&dir.join(RECIPE_FILE)).with_context(|| format!("cannot resume {}", dir.display()))?
+            };
+            (dir.clone(), true, recipe)
+        }
+        None => {
+            let recipe = args.recipe()?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let tag = args.method.map_or_else(|| format!("{:?}", recipe.train.method).to_lowercase(), |m| m.tag().to_string());
+                PathBuf::from("runs").join(format!("{}-{tag}", recipe.name))
+            });
+            (out, false, recipe)
+        }
+    };
+    if let Some(n) = args.stop_after {
+        if n == 0 {
+            bail!("--stop-after must be >= 1");
+        }
+    }
+    eprintln!("lt-train: {} on {} → {} ({device:?})", recipe.name, args.shards.display(), out.display());
+    let opts = TrainOptions { shards: args.shards.clone(), out: out.clone(), recipe: recipe.clone(), device, resume, stop_after: args.stop_after };
+    let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: recipe.train.epochs };
+    let outcome = train::train(&opts, &mut bar)?;
+    let eval = outcome.last_eval.as_ref().context("no evaluation")?;
+    let ds = &outcome.dataset;
+    let info = RunInfo {
+        shards: args.shards.clone(),
+        device: format!("{device:?}"),
+        epochs_done: outcome.epochs_done,
+        class_names: ds.manifest.class_names(),
+        counts: ds.counts.clone(),
+        fingerprint: ds.fingerprint.clone(),
+    };
+    let md = report::write_report(&out, &recipe, &info, &outcome.records, eval)?;
+    // The headline table (first table of the report).
+    for l in md.lines().skip_while(|l| !l.starts_with("| top-1")).take(3) {
+        println!("{l}");
+    }
+    if !outcome.finished {
+        println!("stopped after epoch {} of {}; continue with: lt-train {} --resume {}", outcome.epochs_done, recipe.train.epochs, args.shards.display(), out.display());
+    }
+    println!("report: {}", out.join(report::REPORT_MD).display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lt-train: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

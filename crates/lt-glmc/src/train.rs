@@ -1,0 +1,645 @@
+//! The training loop: shards → loader → device → GLMC step → evaluation →
+//! checkpoint, one epoch at a time (DESIGN §4).
+//!
+//! A run directory holds
+//!
+//! ```text
+//! recipe.toml      the resolved recipe (a resume must match it)
+//! metrics.jsonl    one EpochRecord per epoch
+//! checkpoint/      the last good checkpoint (weights, momentum, state.json)
+//! report.md, report.json, per_class.png, curves.png   (crate::report)
+//! ```
+//!
+//! Everything random is seeded: the model initialisation by
+//! `tch::manual_seed(seed)`, the loader by `(seed, epoch, step, slot)` and
+//! λ / the CutMix box by the trainer's [`Rng`], whose state is checkpointed.
+//! A checkpoint is written at every epoch boundary, so a resume replays the
+//! same batches and draws: on CPU it is exact (`tests/train_e2e.rs`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lt_core::rng::Rng;
+use lt_core::weights::cumulative_alpha;
+use lt_loader::batch::Position;
+use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
+use lt_loader::sampler::SamplerSpec;
+use lt_loader::source::{EncodedSource, ShardSource, ShardSourceOptions};
+use lt_shards::Manifest;
+use lt_shards::Split;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::{self, TrainState};
+use crate::error::{GlmcError, Result};
+use crate::loss::{self, ClassStats, GlmcBatch, LossTerms};
+use crate::metrics::{EvalAccumulator, EvalReport};
+use crate::mix::{MixParams, Normalizer};
+use crate::model::{GlmcNet, HeadSet, ModelConfig};
+use crate::optim::Sgd;
+use crate::pinned::{batch_to_device, TensorAllocator};
+use crate::recipe::{
+    EvalHead, EvalSection, GlmcSection, LoaderSection, Method, ModelSection, OptimSection, PerfSection, PipelineSpec, Recipe,
+    TrainSection,
+};
+
+pub const RECIPE_FILE: &str = "recipe.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// [`Rng::derive`] stream of the trainer's λ / box draws.
+const STREAM_TRAINER: u64 = 0x61c3;
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when present).
+pub fn parse_device(s: &str) -> Result<Device> {
+    let absent = |why: &str| GlmcError::Device { requested: s.to_string(), why: why.to_string() };
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        _ => {
+            let idx = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| absent("expected cpu, cuda, cuda:N or auto"))?,
+                None => return Err(absent("expected cpu, cuda, cuda:N or auto")),
+            };
+            if !tch::Cuda::is_available() {
+                return Err(absent("CUDA was requested but libtorch sees no CUDA device (use --device cpu or auto)"));
+            }
+            let n = tch::Cuda::device_count() as usize;
+            if idx >= n {
+                return Err(absent(&format!("only {n} CUDA device(s)")));
+            }
+            Ok(Device::Cuda(idx))
+        }
+    }
+}
+
+/// An opened shard set: manifest, both splits and what the trainer needs.
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub train: Arc<ShardSource>,
+    pub test: Arc<ShardSource>,
+    /// Training images per class.
+    pub counts: Vec<usize>,
+    /// (width, height) of the first training image.
+    pub image_size: (u32, u32),
+    /// See [`dataset_fingerprint`].
+    pub fingerprint: String,
+}
+
+impl Dataset {
+    /// Opens and verifies (SHA-256 against the manifest) both splits.
+    pub fn open(dir: &Path, memory_budget_mib: u64) -> Result<Dataset> {
+        let ds_err = |source| GlmcError::Dataset { path: dir.to_path_buf(), source };
+        let manifest = Manifest::load(dir).map_err(ds_err)?;
+        let opts = ShardSourceOptions::default().with_memory_budget(memory_budget_mib << 20);
+        let open = |split| -> Result<Arc<ShardSource>> {
+            ShardSource::open(dir, split, &opts).map(Arc::new).map_err(|e| match e {
+                lt_loader::LoaderError::Shard(source) => GlmcError::Dataset { path: dir.to_path_buf(), source },
+                e => GlmcError::Loader(e),
+            })
+        };
+        let train = open(Split::Train)?;
+        let test = open(Split::Test)?;
+        if train.is_empty() {
+            return Err(GlmcError::invalid("dataset", format!("{}: the train split is empty", dir.display())));
+        }
+        let counts = manifest.class_counts(Split::Train);
+        let first = train.fetch(0)?;
+        let img = lt_vision::codec::decode(&first)
+            .map_err(|e| GlmcError::invalid("dataset", format!("{}: cannot decode {}: {e}", dir.display(), train.locate(0))))?;
+        let fingerprint = dataset_fingerprint(&manifest);
+        Ok(Dataset { dir: dir.to_path_buf(), manifest, train, test, counts, image_size: (img.width, img.height), fingerprint })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.counts.len()
+    }
+}
+
+/// SHA-256 over what defines the data: channels, classes with their counts,
+/// and every shard's file, rows and checksum. Rebuilding the same dataset
+/// gives the same fingerprint; any other data does not.
+pub fn dataset_fingerprint(m: &Manifest) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("channels={}\n", m.channels));
+    for c in &m.classes {
+        h.update(format!("class {} {:?} {} {}\n", c.id, c.name, c.train, c.test));
+    }
+    for (split, info) in &m.splits {
+        for s in &info.shards {
+            h.update(format!("{split} {} {} {}\n", s.file, s.rows, s.checksum));
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The recipe used when none is given: the authors' CIFAR-10-LT IF 100
+/// settings with ResNet-32 (base width 64) for images up to 64 px, their
+/// ImageNet-LT settings with ResNeXt-50 32×4d otherwise.
+pub fn default_recipe(ds: &Dataset) -> Recipe {
+    let small = ds.image_size.0.max(ds.image_size.1) <= 64;
+    let name = ds.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    let (model, train, optim, glmc, augment) = if small {
+        (
+            ModelSection { arch: crate::recipe::ArchName::Resnet32, width: None, proj_dim: None, in_channels: None },
+            TrainSection { epochs: 200, batch_size: 64, seed: 0, method: Method::Glmc },
+            OptimSection { lr: 0.01, momentum: 0.9, weight_decay: 5e-3, schedule: Default::default(), warmup_epochs: None },
+            GlmcSection { q: 0.0, p: 1.2, kappa: 1.0, ..Default::default() },
+            "cifar",
+        )
+    } else {
+        (
+            ModelSection { arch: crate::recipe::ArchName::Resnext50_32x4d, width: None, proj_dim: None, in_channels: None },
+            TrainSection { epochs: 135, batch_size: 120, seed: 0, method: Method::Glmc },
+            OptimSection {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 2e-4,
+                schedule: crate::recipe::ScheduleName::WarmupCosine,
+                warmup_epochs: Some(10),
+            },
+            GlmcSection { q: 0.2, p: 1.0, kappa: 10.0, ..Default::default() },
+            "imagenet",
+        )
+    };
+    Recipe {
+        name,
+        description: Some("defaults from the manifest (lt-train without --recipe)".into()),
+        build: None,
+        loader: LoaderSection { augment: PipelineSpec::Name(augment.into()), ..Default::default() },
+        perf: PerfSection::default(),
+        model,
+        train,
+        optim,
+        glmc,
+        normalize: None,
+        eval: EvalSection::default(),
+        finetune: None,
+    }
+}
+
+/// Test-set metrics of one evaluation, as written per epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSummary {
+    pub top1: f64,
+    pub top5: f64,
+    pub many: Option<f64>,
+    pub medium: Option<f64>,
+    pub few: Option<f64>,
+    pub ece: f64,
+}
+
+impl From<&EvalReport> for EvalSummary {
+    fn from(r: &EvalReport) -> Self {
+        EvalSummary { top1: r.top1, top5: r.top5, many: r.many, medium: r.medium, few: r.few, ece: r.ece }
+    }
+}
+
+/// One line of metrics.jsonl.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub alpha: f64,
+    /// Mean over the epoch's steps of each loss term (`rb`/`con` absent
+    /// when the method has none).
+    pub loss: f64,
+    pub loss_sup: f64,
+    pub loss_rb: Option<f64>,
+    pub loss_con: Option<f64>,
+    /// Mean total loss over the epoch's first and last tenth of steps.
+    pub loss_first: f64,
+    pub loss_last: f64,
+    pub steps: u64,
+    /// Instance-sampled images per second (B per step, as in the CE baseline).
+    pub train_images_per_s: f64,
+    pub train_seconds: f64,
+    pub test: Option<EvalSummary>,
+}
+
+/// Receives progress events (the binary draws a progress bar).
+pub trait Observer {
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    fn step(&mut self, _loss: f64, _images: usize) {}
+    fn evaluating(&mut self) {}
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+}
+
+/// Does nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What [`train`] needs besides the recipe.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub shards: PathBuf,
+    pub out: PathBuf,
+    pub recipe: Recipe,
+    pub device: Device,
+    /// Continue the run in `out` from its checkpoint.
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many epochs are done in total.
+    pub stop_after: Option<usize>,
+}
+
+/// What a run ends with.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub out: PathBuf,
+    /// Epochs completed in total (including before a resume).
+    pub epochs_done: usize,
+    /// Every epoch's record so far (from metrics.jsonl).
+    pub records: Vec<EpochRecord>,
+    /// The last evaluation of this process, if any.
+    pub last_eval: Option<EvalReport>,
+    pub finished: bool,
+    pub dataset: Dataset,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset").field("dir", &self.dir).field("counts", &self.counts).finish()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
+    move |source| GlmcError::Io { path: path.to_path_buf(), source }
+}
+
+/// Top-level recipe keys whose values differ, for a readable resume error.
+fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
+    let ta = toml::Value::try_from(a).ok();
+    let tb = toml::Value::try_from(b).ok();
+    let (Some(toml::Value::Table(ta)), Some(toml::Value::Table(tb))) = (ta, tb) else { return vec!["recipe".into()] };
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+    for k in keys {
+        match (ta.get(k), tb.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                let sub: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for s in sub {
+                    if x.get(s) != y.get(s) {
+                        out.push(format!("{k}.{s}: {} ≠ {}", show(x.get(s)), show(y.get(s))));
+                    }
+                }
+            }
+            (x, y) if x != y => out.push(format!("{k}: {} ≠ {}", show(x), show(y))),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn show(v: Option<&toml::Value>) -> String {
+    v.map_or_else(|| "(unset)".into(), |v| v.to_string())
+}
+
+/// Reads metrics.jsonl (missing file: no records).
+pub fn read_metrics(out: &Path) -> Result<Vec<EpochRecord>> {
+    let p = out.join(METRICS_FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(GlmcError::Io { path: p, source: e }),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|source| GlmcError::Json { path: p.clone(), source }))
+        .collect()
+}
+
+fn write_metrics(out: &Path, records: &[EpochRecord]) -> Result<()> {
+    let p = out.join(METRICS_FILE);
+    let mut s = String::new();
+    for r in records {
+        s.push_str(&serde_json::to_string(r).map_err(|source| GlmcError::Json { path: p.clone(), source })?);
+        s.push('\n');
+    }
+    std::fs::write(&p, s).map_err(io(&p))
+}
+
+fn append_metrics(out: &Path, r: &EpochRecord) -> Result<()> {
+    let p = out.join(METRICS_FILE);
+    let line = serde_json::to_string(r).map_err(|source| GlmcError::Json { path: p.clone(), source })?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io(&p))?;
+    writeln!(f, "{line}").map_err(io(&p))
+}
+
+/// Which head answers at evaluation for this recipe.
+pub fn eval_uses_rebalanced(r: &Recipe) -> bool {
+    match r.eval.head {
+        EvalHead::Conventional => false,
+        EvalHead::Rebalanced => true,
+        EvalHead::Auto => r.train.method == Method::Glmc && r.glmc.reweight,
+    }
+}
+
+fn workers(l: &LoaderSection) -> usize {
+    if l.workers > 0 {
+        l.workers
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+}
+
+/// The model, its parameters and the per-run constants.
+pub struct Setup {
+    pub vs: VarStore,
+    pub net: GlmcNet,
+    pub opt: Sgd,
+    pub stats: ClassStats,
+    pub norm: Normalizer,
+    pub in_channels: i64,
+}
+
+/// Builds the model (seeded), optimizer, class statistics and normalizer.
+pub fn setup(recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Setup> {
+    tch::manual_seed(recipe.train.seed as i64);
+    let vs = VarStore::new(device);
+    let in_channels = recipe.model.in_channels.unwrap_or(ds.manifest.channels as i64);
+    let mut mc = ModelConfig::new(recipe.model.arch()?, ds.num_classes() as i64).with_in_channels(in_channels);
+    if let Some(d) = recipe.model.proj_dim {
+        mc = mc.with_proj_dim(d);
+    }
+    let net = GlmcNet::try_new(&vs.root(), mc)?;
+    let opt = Sgd::new(&vs, recipe.optim.sgd());
+    let stats = ClassStats::try_new(&ds.counts, recipe.glmc.p, device, Kind::Float)?;
+    let (mean, std) = match &recipe.normalize {
+        Some(n) => (n.mean.clone(), n.std.clone()),
+        None => (ds.manifest.mean.clone(), ds.manifest.std.clone()),
+    };
+    let (mean, std) = match (mean.len() as i64, in_channels) {
+        (m, c) if m == c => (mean, std),
+        // Grey statistics for an RGB model (or the reverse): repeat / average.
+        (1, c) => (vec![mean[0]; c as usize], vec![std[0]; c as usize]),
+        (m, 1) => (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64]),
+        (m, c) => return Err(GlmcError::invalid("normalize", format!("{m} channel statistics for a {c}-channel model"))),
+    };
+    let norm = Normalizer::try_new(&mean, &std, device, Kind::Float)?;
+    Ok(Setup { vs, net, opt, stats, norm, in_channels })
+}
+
+/// Evaluates on the test split with the recipe's eval pipeline.
+pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<EvalReport> {
+    let _g = tch::no_grad_guard();
+    let pipeline = match &recipe.loader.eval {
+        Some(p) => p.resolve()?,
+        None if ds.image_size.0.max(ds.image_size.1) <= 64 => PipelineSpec::Name("eval-identity".into()).resolve()?,
+        None => PipelineSpec::Name("eval".into()).resolve()?,
+    };
+    let cfg = LoaderConfig::default()
+        .with_batch_size(recipe.loader.eval_batch_size)
+        .with_views(1)
+        .with_workers(workers(&recipe.loader))
+        .with_pool_size(recipe.loader.pool_size)
+        .with_sampler(SamplerSpec::Sequential)
+        .with_drop_last(false)
+        .with_channels(s.in_channels as u8)
+        .with_epochs(1)
+        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned)));
+    let loader = Loader::try_new(ds.test.clone(), pipeline, cfg)?;
+    let cb = eval_uses_rebalanced(recipe);
+    let mut acc = EvalAccumulator::new(ds.num_classes());
+    for b in loader {
+        let b = b?;
+        let (x, y) = batch_to_device(&b, device)?;
+        let x = s.norm.apply(&x.f_select(0, 0)?)?;
+        let out = s.net.forward_heads(&x, false, HeadSet { proj: false })?;
+        acc.update(if cb { &out.logits_cb } else { &out.logits }, &y)?;
+    }
+    acc.finish(&ds.counts, recipe.eval.groups)
+}
+
+fn check_perf(p: &PerfSection, device: Device) -> Result<()> {
+    if p.amp {
+        return Err(GlmcError::invalid(
+            "perf.amp",
+            if device.is_cuda() { "fp16 autocast is not implemented yet (issue 5)" } else { "AMP needs CUDA; set perf.amp = false on CPU" },
+        ));
+    }
+    if p.channels_last {
+        return Err(GlmcError::invalid("perf.channels_last", "channels-last is not implemented yet (issue 5)"));
+    }
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(p.cudnn_benchmark);
+    }
+    Ok(())
+}
+
+fn extra(ds: &Dataset, recipe: &Recipe) -> serde_json::Value {
+    serde_json::json!({ "dataset": ds.fingerprint, "recipe": recipe.name, "method": recipe.train.method })
+}
+
+/// Runs (or resumes) a training run; see the module docs for the layout.
+pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome> {
+    let recipe = &opts.recipe;
+    recipe.validate()?;
+    check_perf(&recipe.perf, opts.device)?;
+    let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
+    let out = opts.out.clone();
+    let ckpt = out.join(CHECKPOINT_DIR);
+    let resume_err = |why: String| GlmcError::Resume { path: out.clone(), why };
+
+    let mut s = setup(recipe, &ds, opts.device)?;
+    let seed = recipe.train.seed;
+    let mut rng = Rng::derive(seed, &[STREAM_TRAINER]);
+    let (mut epoch, mut step, mut records) = (0usize, 0u64, Vec::new());
+    if opts.resume {
+        if !ckpt.join(checkpoint::STATE_FILE).exists() {
+            return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
+        }
+        let rp = out.join(RECIPE_FILE);
+        let saved = Recipe::load(&rp).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
+        let diff = recipe_diff(&saved, recipe);
+        if !diff.is_empty() {
+            return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
+        }
+        let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
+        let fp = state.extra.get("dataset").and_then(|v| v.as_str()).unwrap_or("");
+        if fp != ds.fingerprint {
+            return Err(resume_err(format!(
+                "the dataset differs from the checkpoint's (fingerprint {} vs {} for {})",
+                short(fp),
+                short(&ds.fingerprint),
+                ds.dir.display()
+            )));
+        }
+        if state.step_in_epoch != 0 {
+            return Err(resume_err("mid-epoch checkpoints are not supported".into()));
+        }
+        rng = Rng::from_state(state.rng);
+        epoch = state.epoch;
+        step = state.step;
+        records = read_metrics(&out)?;
+        records.retain(|r| r.epoch < epoch);
+        write_metrics(&out, &records)?;
+    } else {
+        if ckpt.exists() {
+            return Err(GlmcError::invalid(
+                "output",
+                format!("{} already holds a run (use --resume {} or another --out)", out.display(), out.display()),
+            ));
+        }
+        std::fs::create_dir_all(&out).map_err(io(&out))?;
+        let rp = out.join(RECIPE_FILE);
+        std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
+        write_metrics(&out, &[])?;
+    }
+
+    let epochs = recipe.train.epochs;
+    let stop = opts.stop_after.unwrap_or(epochs).min(epochs);
+    let mut last_eval = None;
+    if epoch < stop {
+        let glmc = recipe.train.method == Method::Glmc;
+        let b = recipe.train.batch_size;
+        let views = if glmc { 2 } else { 1 };
+        let sampler = if glmc { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
+        let cfg = LoaderConfig::default()
+            .with_batch_size(b)
+            .with_views(views)
+            .with_workers(workers(&recipe.loader))
+            .with_pool_size(recipe.loader.pool_size)
+            .with_sampler(sampler)
+            .with_channels(s.in_channels as u8)
+            .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+            .with_epochs(stop as u64)
+            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: 0 } })
+            .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && opts.device.is_cuda())));
+        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
+        let steps = loader.steps_per_epoch();
+        let loss_cfg = recipe.glmc.loss_config();
+        let schedule = recipe.optim.schedule();
+        while epoch < stop {
+            let lr = schedule.lr(recipe.optim.lr, epoch, epochs);
+            s.opt.set_lr(lr);
+            let alpha = cumulative_alpha(epoch, epochs);
+            obs.epoch_start(epoch, epochs, steps);
+            let t0 = Instant::now();
+            let mut sums = [0f64; 4];
+            let tenth = (steps / 10).max(1);
+            let (mut first, mut last) = (0f64, 0f64);
+            for i in 0..steps {
+                let batch = loader
+                    .next()
+                    .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
+                let want = Position { epoch: epoch as u64, step: i as u64 };
+                if batch.position != want {
+                    return Err(GlmcError::invalid("loader", format!("delivered {:?}, expected {want:?}", batch.position)));
+                }
+                let (x, y) = batch_to_device(&batch, opts.device)?;
+                let terms = if glmc {
+                    glmc_terms(&s, &x, &y, b, &mut rng, recipe, &loss_cfg, alpha)?
+                } else {
+                    let xn = s.norm.apply(&x.f_select(0, 0)?)?;
+                    loss::cross_entropy_loss(&s.net, &xn, &y)?
+                };
+                terms.check_finite(step, epoch)?;
+                s.opt.zero_grad()?;
+                terms.total.f_backward()?;
+                s.opt.step()?;
+                let v = terms.values()?;
+                drop(batch); // the device copy and the step are done: recycle the buffer
+                sums[0] += v.total;
+                sums[1] += v.sup;
+                sums[2] += v.rb.unwrap_or(0.0);
+                sums[3] += v.con.unwrap_or(0.0);
+                if i < tenth {
+                    first += v.total;
+                }
+                if i >= steps - tenth {
+                    last += v.total;
+                }
+                step += 1;
+                obs.step(v.total, b);
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let n = steps as f64;
+            let done = epoch + 1;
+            let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
+                obs.evaluating();
+                let r = evaluate(&s, recipe, &ds, opts.device)?;
+                let sum = EvalSummary::from(&r);
+                last_eval = Some(r);
+                Some(sum)
+            } else {
+                None
+            };
+            let rec = EpochRecord {
+                epoch,
+                lr,
+                alpha: if glmc && loss_cfg.reweight { alpha } else { 1.0 },
+                loss: sums[0] / n,
+                loss_sup: sums[1] / n,
+                loss_rb: (glmc && loss_cfg.reweight).then_some(sums[2] / n),
+                loss_con: (glmc && loss_cfg.uses_consistency()).then_some(sums[3] / n),
+                loss_first: first / tenth as f64,
+                loss_last: last / tenth as f64,
+                steps: steps as u64,
+                train_images_per_s: (steps * b) as f64 / secs.max(1e-9),
+                train_seconds: secs,
+                test,
+            };
+            append_metrics(&out, &rec)?;
+            let state = TrainState {
+                epoch: done,
+                step,
+                step_in_epoch: 0,
+                lr,
+                rng: rng.state(),
+                loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
+                    .unwrap_or_default(),
+                extra: extra(&ds, recipe),
+            };
+            checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
+            obs.epoch_end(&rec);
+            records.push(rec);
+            epoch = done;
+        }
+    }
+    if last_eval.is_none() {
+        last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
+    }
+    Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds })
+}
+
+fn short(s: &str) -> &str {
+    if s.is_empty() {
+        "(none)"
+    } else {
+        &s[..s.len().min(12)]
+    }
+}
+
+/// One GLMC step's loss on a paired batch `[2 views, 2B, C, H, W]` (uint8):
+/// view 0 gives U1 / W1, view 1 gives U2 / W2.
+#[allow(clippy::too_many_arguments)]
+fn glmc_terms(
+    s: &Setup,
+    x: &Tensor,
+    y: &Tensor,
+    b: usize,
+    rng: &mut Rng,
+    recipe: &Recipe,
+    cfg: &loss::LossConfig,
+    alpha: f64,
+) -> Result<LossTerms> {
+    let b = b as i64;
+    let v0 = s.norm.apply(&x.f_select(0, 0)?)?;
+    let v1 = s.norm.apply(&x.f_select(0, 1)?)?;
+    let (u1, w1) = (v0.f_narrow(0, 0, b)?, v0.f_narrow(0, b, b)?);
+    let (u2, w2) = (v1.f_narrow(0, 0, b)?, v1.f_narrow(0, b, b)?);
+    let (y_u, y_w) = (y.f_narrow(0, 0, b)?, y.f_narrow(0, b, b)?);
+    let size = x.size();
+    let mix = MixParams::draw(rng, recipe.glmc.beta, size[3], size[4]);
+    let batch = GlmcBatch { u1: &u1, u2: &u2, w1: &w1, w2: &w2, y_u: &y_u, y_w: &y_w };
+    loss::glmc_loss(&s.net, &batch, &mix, &s.stats, cfg, alpha)
+}

@@ -84,6 +84,8 @@ pub struct Batch {
     pub sampler: SamplerSpec,
     pub(crate) storage: Option<Box<dyn BatchStorage>>,
     pub(crate) pool: Option<Sender<Box<dyn BatchStorage>>>,
+    /// Batches the consumer holds (shared with the loader).
+    pub(crate) held: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Batch {
@@ -134,6 +136,9 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
+        if let Some(h) = self.held.take() {
+            h.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
         if let (Some(s), Some(p)) = (self.storage.take(), self.pool.take()) {
             // The loader may be gone; then the buffer is simply freed.
             let _ = p.try_send(s);

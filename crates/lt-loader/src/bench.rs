@@ -1,1 +1,231 @@
-pub fn placeholder() {}
+//! `lt-bench loader`: throughput of the loader on a shard directory, with
+//! per-stage time, CPU use and peak resident memory. Kept in the library so
+//! other front ends (the GPU bench) can run the same measurement.
+
+use crate::loader::{Loader, LoaderConfig, StageStats};
+use crate::sampler::SamplerSpec;
+use crate::source::{EncodedSource, ShardSource, ShardSourceOptions};
+use crate::{LoaderError, Result};
+use lt_vision::augment::Pipeline;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct LoaderBenchOptions {
+    pub shards: PathBuf,
+    pub split: lt_shards::Split,
+    pub pipeline: Pipeline,
+    /// Name printed in the report (e.g. `imagenet`).
+    pub pipeline_name: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub views: usize,
+    /// Measured steps (after `warmup`).
+    pub steps: usize,
+    pub warmup: usize,
+    pub seed: u64,
+    pub sampler: SamplerSpec,
+    pub pool_size: usize,
+    pub source: ShardSourceOptions,
+}
+
+impl Default for LoaderBenchOptions {
+    fn default() -> Self {
+        LoaderBenchOptions {
+            shards: PathBuf::new(),
+            split: lt_shards::Split::Train,
+            pipeline: Pipeline::by_name("cifar").expect("known"),
+            pipeline_name: "cifar".into(),
+            threads: 2,
+            batch_size: 64,
+            views: 2,
+            steps: 50,
+            warmup: 3,
+            seed: 0,
+            sampler: SamplerSpec::Instance,
+            pool_size: 4,
+            source: ShardSourceOptions::default(),
+        }
+    }
+}
+
+/// The measurement; one JSON line per run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoaderBenchReport {
+    pub tool: String,
+    pub pipeline: String,
+    pub shards: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub views: usize,
+    pub steps: usize,
+    /// Samples per step (a paired sampler has 2 × batch).
+    pub slots: usize,
+    pub images: u64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    pub views_per_s: f64,
+    /// Stage time within the measured window, seconds summed over threads.
+    pub stages: StageStats,
+    /// Process CPU time (user + system) within the window.
+    pub cpu_s: f64,
+    /// `cpu_s / seconds`: cores kept busy.
+    pub cpu_cores: f64,
+    pub peak_rss_bytes: u64,
+    pub rss_before_load_bytes: u64,
+    pub resident_dataset_bytes: u64,
+    pub pool_bytes: u64,
+    pub sample_shape: [usize; 3],
+    pub open_s: f64,
+}
+
+fn read_proc(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// Process CPU seconds (user + system) from `/proc/self/stat`; 0 elsewhere.
+pub fn process_cpu_seconds() -> f64 {
+    let Some(s) = read_proc("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may contain spaces).
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    // USER_HZ is 100 on every Linux ABI we run on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn status_kb(key: &str) -> u64 {
+    read_proc("/proc/self/status")
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Peak resident set size (`VmHWM`), bytes.
+pub fn peak_rss_bytes() -> u64 {
+    status_kb("VmHWM:") * 1024
+}
+
+/// Current resident set size (`VmRSS`), bytes.
+pub fn rss_bytes() -> u64 {
+    status_kb("VmRSS:") * 1024
+}
+
+fn sub(a: StageStats, b: StageStats) -> StageStats {
+    StageStats {
+        read_s: a.read_s - b.read_s,
+        decode_s: a.decode_s - b.decode_s,
+        augment_s: a.augment_s - b.augment_s,
+        dispatch_s: a.dispatch_s - b.dispatch_s,
+        wait_s: a.wait_s - b.wait_s,
+        images: a.images - b.images,
+        views: a.views - b.views,
+        skipped: a.skipped - b.skipped,
+        batches: a.batches - b.batches,
+    }
+}
+
+/// Opens the shards, runs `warmup` then `steps` batches, and reports.
+pub fn run_loader_bench(o: &LoaderBenchOptions) -> Result<LoaderBenchReport> {
+    if o.steps == 0 {
+        return Err(LoaderError::Config("--steps must be > 0".into()));
+    }
+    let rss_before = rss_bytes();
+    let t_open = Instant::now();
+    let src = Arc::new(ShardSource::open(&o.shards, o.split, &o.source)?);
+    let open_s = t_open.elapsed().as_secs_f64();
+    let resident = src.resident_bytes();
+    let cfg = LoaderConfig::default()
+        .with_batch_size(o.batch_size)
+        .with_views(o.views)
+        .with_workers(o.threads)
+        .with_pool_size(o.pool_size)
+        .with_seed(o.seed)
+        .with_sampler(o.sampler);
+    let mut loader = Loader::try_new(src.clone() as Arc<dyn EncodedSource>, o.pipeline.clone(), cfg)?;
+    let slots = o.sampler.slots(o.batch_size);
+    for _ in 0..o.warmup {
+        loader.next().ok_or_else(|| LoaderError::Stopped("no batch".into()))??;
+    }
+    let s0 = loader.stats();
+    let cpu0 = process_cpu_seconds();
+    let t = Instant::now();
+    let mut images = 0u64;
+    for _ in 0..o.steps {
+        let b = loader.next().ok_or_else(|| LoaderError::Stopped("no batch".into()))??;
+        images += b.slots() as u64;
+        // Touch the batch like a consumer copying it out would.
+        std::hint::black_box(b.data().last());
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let stages = sub(loader.stats(), s0);
+    let report = LoaderBenchReport {
+        tool: "lt-loader".into(),
+        pipeline: o.pipeline_name.clone(),
+        shards: o.shards.display().to_string(),
+        threads: o.threads,
+        batch_size: o.batch_size,
+        views: o.views,
+        steps: o.steps,
+        slots,
+        images,
+        seconds,
+        images_per_s: images as f64 / seconds,
+        views_per_s: (images * o.views as u64) as f64 / seconds,
+        stages,
+        cpu_s,
+        cpu_cores: cpu_s / seconds,
+        peak_rss_bytes: peak_rss_bytes(),
+        rss_before_load_bytes: rss_before,
+        resident_dataset_bytes: resident,
+        pool_bytes: loader.pool_bytes() as u64,
+        sample_shape: loader.sample_shape(),
+        open_s,
+    };
+    drop(loader);
+    Ok(report)
+}
+
+impl LoaderBenchReport {
+    /// The human-readable summary `lt-bench loader` prints (the baseline
+    /// script prints the same lines).
+    pub fn summary(&self) -> String {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let st = &self.stages;
+        let per = |s: f64| if self.images > 0 { s / self.images as f64 * 1e3 } else { 0.0 };
+        format!(
+            "{tool} {pipe}: {ips:.1} images/s, {vps:.1} views/s ({n} images, {t:.2} s, {thr} threads, batch {b}, {v} views, sample {shape:?})\n\
+             stages (ms per image, summed over threads): read {r:.3}, decode {d:.3}, augment {a:.3}; dispatcher {disp:.3} s, consumer wait {w:.3} s\n\
+             cpu {cpu:.2} s = {cores:.2} cores; peak RSS {rss:.1} MiB (before open {rb:.1} MiB, resident dataset {res:.1} MiB, batch pool {pool:.1} MiB)",
+            tool = self.tool,
+            pipe = self.pipeline,
+            ips = self.images_per_s,
+            vps = self.views_per_s,
+            n = self.images,
+            t = self.seconds,
+            thr = self.threads,
+            b = self.batch_size,
+            v = self.views,
+            shape = self.sample_shape,
+            r = per(st.read_s),
+            d = per(st.decode_s),
+            a = per(st.augment_s),
+            disp = st.dispatch_s,
+            w = st.wait_s,
+            cpu = self.cpu_s,
+            cores = self.cpu_cores,
+            rss = mib(self.peak_rss_bytes),
+            rb = mib(self.rss_before_load_bytes),
+            res = mib(self.resident_dataset_bytes),
+            pool = mib(self.pool_bytes),
+        )
+    }
+}

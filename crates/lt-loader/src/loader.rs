@@ -449,6 +449,9 @@ pub struct Loader {
     seed: u64,
     batch_bytes: usize,
     pool_size: usize,
+    held: Arc<AtomicUsize>,
+    /// Batches this loader will deliver (`None`: endless).
+    total: Option<u64>,
 }
 
 impl Loader {
@@ -552,6 +555,11 @@ impl Loader {
             seed: cfg.seed,
             batch_bytes,
             pool_size: cfg.pool_size,
+            held: Arc::new(AtomicUsize::new(0)),
+            total: cfg.epochs.map(|e| {
+                let spe = steps_per_epoch as u64;
+                (e * spe).saturating_sub(cfg.start.epoch * spe + cfg.start.step.min(spe))
+            }),
         })
     }
 
@@ -615,6 +623,10 @@ impl Loader {
             sampler: self.sampler,
             storage,
             pool: Some(self.pool_tx.clone()),
+            held: Some({
+                self.held.fetch_add(1, Ordering::AcqRel);
+                self.held.clone()
+            }),
         }
     }
 }
@@ -626,11 +638,23 @@ impl Iterator for Loader {
         if self.finished {
             return None;
         }
+        if self.total.is_some_and(|t| self.next_seq >= t) {
+            self.shutdown();
+            return None;
+        }
         let t = Instant::now();
         loop {
             if let Some(fl) = self.pending.remove(&self.next_seq) {
                 add_since(&self.sh.counters.wait_ns, t);
                 return Some(Ok(self.finish(fl)));
+            }
+            if self.held.load(Ordering::Acquire) >= self.pool_size {
+                // Every buffer is in the consumer's hands: nothing in flight
+                // can complete, so waiting would hang forever.
+                return Some(Err(LoaderError::Config(format!(
+                    "the consumer holds all {} batch buffers of the pool; drop a batch before asking for the next, or raise pool_size",
+                    self.pool_size
+                ))));
             }
             let r = self.done_rx.as_ref().expect("running").recv();
             match r {

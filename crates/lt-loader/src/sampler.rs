@@ -195,7 +195,8 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use lt_core::rng::Rng;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, prop_assume, proptest};
 
     fn long_tail_labels(counts: &[usize]) -> Vec<i64> {
         let mut v = Vec::new();
@@ -240,7 +241,7 @@ mod tests {
         }
         // q = 1: each class half the mass; tail items 1/8 each, head 1/80.
         for (i, &h) in hits.iter().enumerate() {
-            let p = if labels[i] == 1 { 1.0 / 8.0 } else { 1.0 / 80.0 };
+            let p: f64 = if labels[i] == 1 { 1.0 / 8.0 } else { 1.0 / 80.0 };
             let tol = 5.0 * (p * (1.0 - p) / 88_000.0).sqrt();
             assert!((h as f64 / 88_000.0 - p).abs() < tol, "item {i}");
         }

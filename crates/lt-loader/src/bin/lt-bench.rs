@@ -1,0 +1,284 @@
+//! `lt-bench`: loader benchmarks (the GPU subcommands live with the trainer).
+//!
+//! ```text
+//! lt-bench loader --shards DIR --pipeline imagenet --threads 2 --batch-size 64 --views 2 --steps 50
+//! lt-bench make-shards --images /usr/share/backgrounds -o photos/ --count 2000 --sizes 320,400,500,640
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lt_core::rng::Rng;
+use lt_loader::bench::{run_loader_bench, LoaderBenchOptions};
+use lt_loader::sampler::SamplerSpec;
+use lt_loader::source::ShardSourceOptions;
+use lt_vision::augment::{CropBox, Pipeline};
+use lt_vision::codec::{self, Decoded, Filter};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "lt-bench", version, about = "lt-glmc benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Loader throughput on a shard directory: images/s, views/s, per-stage
+    /// time, CPU use and peak RSS; appends one JSON line to --json.
+    Loader(LoaderArgs),
+    /// Builds benchmark shards from a folder of real photographs: random
+    /// crops at several sizes, re-encoded as JPEG (or PNG at --size 32).
+    MakeShards(MakeArgs),
+}
+
+#[derive(Parser)]
+struct LoaderArgs {
+    /// Shard directory made by lt-build.
+    #[arg(long)]
+    shards: PathBuf,
+    /// cifar | imagenet | randaugment | eval | eval-identity, or a JSON
+    /// pipeline object (`{"kind":"imagenet","size":192}`).
+    #[arg(long, default_value = "cifar")]
+    pipeline: String,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    views: usize,
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// instance | sequential | weighted:Q | paired:Q
+    #[arg(long, default_value = "instance")]
+    sampler: String,
+    #[arg(long, default_value_t = 4)]
+    pool_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep the encoded dataset resident when it is at most this many MiB.
+    #[arg(long, default_value_t = 8192)]
+    memory_budget_mib: u64,
+    /// Use the test split.
+    #[arg(long)]
+    test_split: bool,
+    /// Skip the SHA-256 check of the shards.
+    #[arg(long)]
+    no_verify: bool,
+    /// Append the JSON report to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Parser)]
+struct MakeArgs {
+    /// Folder searched recursively for .jpg/.jpeg photographs.
+    #[arg(long)]
+    images: Vec<PathBuf>,
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Rows in the train split.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    #[arg(long, default_value_t = 100)]
+    classes: usize,
+    /// Long sides to draw from (one per row); ignored with --size.
+    #[arg(long, value_delimiter = ',', default_value = "320,400,500,640,800")]
+    sizes: Vec<u32>,
+    /// Square output side, stored as PNG (e.g. 32 for CIFAR-style shards).
+    #[arg(long)]
+    size: Option<u32>,
+    #[arg(long, default_value_t = 90)]
+    quality: u8,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Loader(a) => loader(a),
+        Cmd::MakeShards(a) => make_shards(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lt-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn loader(a: LoaderArgs) -> anyhow::Result<()> {
+    let (pipeline, name) = if a.pipeline.trim_start().starts_with('{') {
+        let p: Pipeline = serde_json::from_str(&a.pipeline).context("--pipeline JSON")?;
+        (p, a.pipeline.clone())
+    } else {
+        (Pipeline::by_name(&a.pipeline)?, a.pipeline.clone())
+    };
+    let o = LoaderBenchOptions {
+        shards: a.shards.clone(),
+        split: if a.test_split { lt_shards::Split::Test } else { lt_shards::Split::Train },
+        pipeline,
+        pipeline_name: name,
+        threads: a.threads,
+        batch_size: a.batch_size,
+        views: a.views,
+        steps: a.steps,
+        warmup: a.warmup,
+        seed: a.seed,
+        sampler: SamplerSpec::parse(&a.sampler)?,
+        pool_size: a.pool_size,
+        source: ShardSourceOptions::default()
+            .with_memory_budget(a.memory_budget_mib << 20)
+            .with_verify(!a.no_verify),
+    };
+    let r = run_loader_bench(&o).with_context(|| format!("benchmarking {}", a.shards.display()))?;
+    println!("{}", r.summary());
+    let line = serde_json::to_string(&r)?;
+    println!("RESULT {line}");
+    if let Some(p) = a.json {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_images(&p, out);
+        } else if let Some(ext) = p.extension().and_then(|e| e.to_str()) {
+            if ["jpg", "jpeg"].contains(&ext.to_ascii_lowercase().as_str()) {
+                out.push(p);
+            }
+        }
+    }
+}
+
+fn make_shards(a: MakeArgs) -> anyhow::Result<()> {
+    use lt_shards::*;
+    let mut files = Vec::new();
+    for d in &a.images {
+        collect_images(d, &mut files);
+    }
+    files.sort();
+    // Decode every photo once (they are few and large), keep those ≥ 256 px.
+    let mut photos: Vec<(PathBuf, Decoded)> = Vec::new();
+    for f in &files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        match codec::decode_rgb(&bytes) {
+            Ok(d) if d.width.min(d.height) >= 256 => {
+                // Cap the working copy so crops are cheap to resize.
+                let (w, h) = codec::fit_max_side(d.width, d.height, 1600);
+                photos.push((f.clone(), codec::resize(&d, w, h, Filter::Bilinear)?));
+            }
+            _ => {}
+        }
+    }
+    anyhow::ensure!(!photos.is_empty(), "no photographs of at least 256 px found under {:?}", a.images);
+    eprintln!("{} photographs from {} files", photos.len(), files.len());
+    let counts = lt_core::profile::exponential_counts(a.classes, a.count, 10.0)?;
+    let scale = a.count as f64 / counts.iter().sum::<usize>() as f64;
+    let mut counts: Vec<usize> = counts.iter().map(|&c| ((c as f64 * scale).round() as usize).max(1)).collect();
+    let total: usize = counts.iter().sum();
+    if total > a.count {
+        counts[0] -= total - a.count;
+    } else {
+        counts[0] += a.count - total;
+    }
+    let mut labels: Vec<i64> = counts.iter().enumerate().flat_map(|(c, &n)| std::iter::repeat_n(c as i64, n)).collect();
+    let mut rng = Rng::derive(a.seed, &[0x5047]);
+    rng.shuffle(&mut labels);
+    let stage = AtomicDir::begin(&a.out, a.overwrite)?;
+    let names: Vec<String> = (0..a.classes).map(|c| format!("class{c:03}")).collect();
+    let opts = WriterOptions::default().with_row_group_bytes(4 << 20).with_row_group_rows(256);
+    let mut w = SplitWriter::try_new(stage.path(), Split::Train, &names, &counts, opts.clone())?;
+    let mut resizer = fast_resize();
+    let mut sums = [0f64; 3];
+    let mut sq = [0f64; 3];
+    let mut npx = 0f64;
+    for (i, &label) in labels.iter().enumerate() {
+        let (path, photo) = &photos[rng.below(photos.len() as u64) as usize];
+        let crop = lt_vision::augment::rrc_params(&mut rng, photo.width, photo.height, (0.25, 1.0), (0.75, 4.0 / 3.0));
+        let (ow, oh) = match a.size {
+            Some(s) => (s, s),
+            None => {
+                let long = a.sizes[rng.below(a.sizes.len() as u64) as usize];
+                let r = crop.width as f64 / crop.height as f64;
+                if r >= 1.0 {
+                    (long, ((long as f64 / r).round() as u32).max(1))
+                } else {
+                    (((long as f64 * r).round() as u32).max(1), long)
+                }
+            }
+        };
+        let mut px = Vec::new();
+        lt_vision::augment::resize_crop_into(&mut resizer, photo, CropBox { ..crop }, ow, oh, &mut px)?;
+        let img = Decoded::try_new(ow, oh, 3, px)?;
+        for p in img.pixels.chunks_exact(3) {
+            for c in 0..3 {
+                let v = p[c] as f64 / 255.0;
+                sums[c] += v;
+                sq[c] += v * v;
+            }
+        }
+        npx += (ow * oh) as f64;
+        let bytes = if a.size.is_some() { codec::encode_png(&img)? } else { codec::encode_jpeg(&img, a.quality)? };
+        w.write_rows([Row {
+            image: bytes,
+            path: format!("{}#{i}", path.display()),
+            label,
+            source_index: i as i64,
+            height: oh as i32,
+            width: ow as i32,
+        }])?;
+    }
+    let shards = w.finish()?;
+    let test = SplitWriter::try_new(stage.path(), Split::Test, &names, &vec![0; a.classes], opts)?.finish()?;
+    let mean: Vec<f64> = sums.iter().map(|s| s / npx).collect();
+    let std: Vec<f64> = sq.iter().zip(&mean).map(|(q, m)| (q / npx - m * m).max(0.0).sqrt()).collect();
+    let mut splits = std::collections::BTreeMap::new();
+    splits.insert("train".to_string(), SplitInfo { rows: a.count, shards });
+    splits.insert("test".to_string(), SplitInfo { rows: 0, shards: test });
+    let m = Manifest {
+        format: FORMAT.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: std::env::args().collect(),
+        source: serde_json::json!({"kind": "photos (lt-bench make-shards)", "paths": a.images}),
+        profile: serde_json::json!({"kind": "exponential", "imbalance": 10.0}),
+        seed: a.seed,
+        selection: "crops".into(),
+        imbalance_factor: Some(*counts.iter().max().unwrap() as f64 / *counts.iter().min().unwrap() as f64),
+        clamped: vec![],
+        skipped: vec![],
+        channels: 3,
+        mean,
+        std,
+        classes: (0..a.classes)
+            .map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 0 })
+            .collect(),
+        groups: lt_core::groups::Groups::from_counts(&counts, lt_core::groups::GroupThresholds::default()),
+        splits,
+    };
+    m.save(stage.path())?;
+    let out = stage.commit()?;
+    eprintln!("wrote {} rows to {}", a.count, out.display());
+    Ok(())
+}
+
+fn fast_resize() -> fast_image_resize::Resizer {
+    fast_image_resize::Resizer::new()
+}

@@ -251,7 +251,10 @@ pub fn plot_curves(path: &Path, records: &[EpochRecord]) -> Result<()> {
     let sup = series(&|r| Some(r.loss_sup));
     let rb = series(&|r| r.loss_rb);
     let con = series(&|r| r.loss_con.map(|v| v + 2.0));
-    let ymax = nice_max(total.iter().chain(&sup).chain(&rb).chain(&con).map(|p| p.1).fold(0.0, f64::max));
+    let all = || total.iter().chain(&sup).chain(&rb).chain(&con).map(|p| p.1);
+    let ymax = nice_max(all().fold(0.0, f64::max));
+    let lowest = all().fold(0.0, f64::min);
+    let ymin = if lowest < 0.0 { -nice_max(-lowest) } else { 0.0 };
     let xt: Vec<(f64, String)> = {
         let step = nice_max(xmax / 8.0).max(1.0);
         let mut v = vec![(1.0, "1".to_string())];
@@ -264,8 +267,8 @@ pub fn plot_curves(path: &Path, records: &[EpochRecord]) -> Result<()> {
         }
         v
     };
-    let left = Panel { x0: 70, y0: 20, w: 460, h: 370, xr: (1.0, xmax), yr: (0.0, ymax) };
-    left.ygrid(&mut c, &(0..=5).map(|i| ymax * i as f64 / 5.0).collect::<Vec<_>>(), fmt_num);
+    let left = Panel { x0: 70, y0: 20, w: 460, h: 370, xr: (1.0, xmax), yr: (ymin, ymax) };
+    left.ygrid(&mut c, &(0..=5).map(|i| ymin + (ymax - ymin) * i as f64 / 5.0).collect::<Vec<_>>(), fmt_num);
     left.xgrid(&mut c, &xt);
     left.frame(&mut c);
     for (s, col) in [(&sup, BLUE), (&rb, ORANGE), (&con, PURPLE), (&total, BLACK)] {

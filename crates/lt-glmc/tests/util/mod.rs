@@ -17,8 +17,12 @@ use lt_vision::codec::{encode_png, Decoded};
 /// on this lock so that initialisations never interleave.
 pub static TORCH: Mutex<()> = Mutex::new(());
 
+/// Also pins libtorch to one intra-op thread: on a shared 2-core machine
+/// OpenMP's spinning threads make tiny models tens of times slower.
 pub fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|p| p.into_inner())
+    let g = TORCH.lock().unwrap_or_else(|p| p.into_inner());
+    lt_glmc::tch::set_num_threads(1);
+    g
 }
 
 /// A learnable image of class `c`: a class-specific colour and a bright

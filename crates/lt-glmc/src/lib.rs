@@ -48,6 +48,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod amp;
+pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod loss;

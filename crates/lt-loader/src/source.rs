@@ -14,19 +14,19 @@ use std::sync::Arc;
 /// handed to workers without copying.
 #[derive(Clone, Debug)]
 pub struct Encoded {
-    blob: Arc<[u8]>,
+    blob: Arc<Vec<u8>>,
     range: Range<usize>,
 }
 
 impl Encoded {
-    pub fn new(blob: Arc<[u8]>, range: Range<usize>) -> Self {
+    pub fn new(blob: Arc<Vec<u8>>, range: Range<usize>) -> Self {
         assert!(range.end <= blob.len());
         Encoded { blob, range }
     }
 
     pub fn from_vec(v: Vec<u8>) -> Self {
         let n = v.len();
-        Encoded { blob: v.into(), range: 0..n }
+        Encoded { blob: Arc::new(v), range: 0..n }
     }
 }
 
@@ -78,15 +78,17 @@ impl Packed {
         self.blob.extend_from_slice(bytes);
         self.offsets.push(self.blob.len());
     }
-    pub fn freeze(self) -> (Arc<[u8]>, Vec<usize>) {
+    pub fn freeze(self) -> (Arc<Vec<u8>>, Vec<usize>) {
         let offsets = if self.offsets.is_empty() { vec![0] } else { self.offsets };
-        (self.blob.into(), offsets)
+        // Arc<Vec> rather than Arc<[u8]>: converting would copy the whole
+        // resident dataset once and double the peak memory.
+        (Arc::new(self.blob), offsets)
     }
 }
 
 /// Rows held in memory (tests, small datasets, or already-loaded data).
 pub struct MemorySource {
-    blob: Arc<[u8]>,
+    blob: Arc<Vec<u8>>,
     offsets: Vec<usize>,
     labels: Vec<i64>,
     names: Option<Vec<String>>,
@@ -168,7 +170,7 @@ impl ShardSourceOptions {
     }
 }
 
-type Group = (Arc<[u8]>, Arc<Vec<usize>>);
+type Group = (Arc<Vec<u8>>, Arc<Vec<usize>>);
 
 #[derive(Default)]
 struct GroupCache {
@@ -178,7 +180,7 @@ struct GroupCache {
 }
 
 enum Mode {
-    Resident { blob: Arc<[u8]>, offsets: Vec<usize> },
+    Resident { blob: Arc<Vec<u8>>, offsets: Vec<usize> },
     OnDemand { cache: std::sync::Mutex<GroupCache>, budget: u64 },
 }
 

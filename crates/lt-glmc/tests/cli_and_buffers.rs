@@ -43,6 +43,18 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("optim.lr"), "{err}");
 
+    // --method ce on a recipe written for GLMC (views = 2) switches the views too.
+    let glmc_recipe = tmp.path().join("g.toml");
+    let mut g = util::tiny_recipe(1);
+    g.loader.views = Some(2);
+    std::fs::write(&glmc_recipe, g.to_toml_string().unwrap()).unwrap();
+    let out = tmp.path().join("ce-run");
+    let (code, err) = run(&[s, "--recipe", glmc_recipe.to_str().unwrap(), "--method", "ce", "--device", "cpu", "--threads", "1", "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let saved = lt_glmc::recipe::Recipe::load(&out.join("recipe.toml")).unwrap();
+    assert_eq!((saved.train.method, saved.loader.views), (lt_glmc::recipe::Method::CrossEntropy, Some(1)));
+    assert!(out.join("report.md").is_file() && out.join("curves.png").is_file());
+
     if !lt_glmc::tch::Cuda::is_available() {
         let (code, err) = run(&[s, "--device", "cuda"]);
         assert_eq!(code, Some(2), "{err}");

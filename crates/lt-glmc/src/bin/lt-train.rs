@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use lt_glmc::recipe::Recipe;
+use lt_glmc::loss::RebalancedLoss;
+use lt_glmc::recipe::{Method, Recipe};
 use lt_glmc::report::{self, RunInfo};
 use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, RECIPE_FILE};
 
@@ -74,14 +75,20 @@ enum MethodArg {
 }
 
 impl MethodArg {
-    fn sets(self) -> &'static [(&'static str, &'static str)] {
+    /// Applies the method to the recipe as one change (method, views and
+    /// the GLMC switches together), then re-validates.
+    fn apply(self, r: &mut Recipe) -> Result<()> {
+        let glmc = !matches!(self, MethodArg::Ce);
+        r.train.method = if glmc { Method::Glmc } else { Method::CrossEntropy };
+        r.loader.views = Some(if glmc { 2 } else { 1 });
         match self {
-            MethodArg::Glmc => &[("train.method", "\"glmc\"")],
-            MethodArg::Ce => &[("train.method", "\"cross_entropy\"")],
-            MethodArg::GlmcNoCon => &[("train.method", "\"glmc\""), ("glmc.consistency", "false")],
-            MethodArg::GlmcNoRw => &[("train.method", "\"glmc\""), ("glmc.reweight", "false")],
-            MethodArg::Bsce => &[("train.method", "\"glmc\""), ("glmc.rebalanced", "\"balanced_softmax\"")],
+            MethodArg::GlmcNoCon => r.glmc.consistency = false,
+            MethodArg::GlmcNoRw => r.glmc.reweight = false,
+            MethodArg::Bsce => r.glmc.rebalanced = RebalancedLoss::BalancedSoftmax,
+            MethodArg::Glmc | MethodArg::Ce => {}
         }
+        r.validate()?;
+        Ok(())
     }
     fn tag(self) -> &'static str {
         match self {
@@ -105,9 +112,7 @@ impl Args {
             None => train::default_recipe(&Dataset::open(&self.shards, 8192)?),
         };
         if let Some(m) = self.method {
-            for (k, v) in m.sets() {
-                r.set(k, v)?;
-            }
+            m.apply(&mut r)?;
         }
         for kv in &self.sets {
             let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;

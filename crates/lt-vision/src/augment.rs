@@ -110,9 +110,12 @@ fn luma(r: u8, g: u8, b: u8) -> f32 {
     0.2989 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
 }
 
+/// Round-half-up to `u8` with saturation. `f32::round` is a libm call on
+/// baseline x86-64 and kept these loops from vectorising; for the clamped,
+/// non-negative value `+ 0.5` then truncation is the same rounding.
 #[inline]
 fn clamp_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    (v.clamp(0.0, 255.0) + 0.5) as u8
 }
 
 /// `v ↦ clamp(f·v + (1 − f)·base)`, as a lookup table.
@@ -243,10 +246,16 @@ pub fn gaussian_blur(px: &mut [u8], width: usize, height: usize, c: usize, sigma
     tmp.resize(stride * height, 0.0);
     // Horizontal: a reflect-padded copy of each row makes the tap loop a
     // straight slice multiply-add the compiler can vectorise.
-    let mut padded = vec![0f32; (width + 2 * r as usize) * c];
+    let ru = r as usize;
+    let mut padded = vec![0f32; (width + 2 * ru) * c];
     for y in 0..height {
         let row = &px[y * stride..(y + 1) * stride];
-        for xp in 0..width + 2 * r as usize {
+        // Interior: a straight conversion; only the 2r border columns need
+        // the reflect index arithmetic.
+        for (d, &s) in padded[ru * c..ru * c + stride].iter_mut().zip(row) {
+            *d = s as f32;
+        }
+        for xp in (0..ru).chain(width + ru..width + 2 * ru) {
             let sx = reflect(xp as i64 - r, width as i64);
             for ch in 0..c {
                 padded[xp * c + ch] = row[sx * c + ch] as f32;

@@ -109,12 +109,11 @@ pub fn apply_op(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: 
             px.iter_mut().for_each(|v| *v &= mask);
         }
         Op::Solarize => {
-            let t = mag;
-            px.iter_mut().for_each(|v| {
-                if *v as f64 >= t {
-                    *v = 255 - *v
-                }
-            });
+            let mut lut = [0u8; 256];
+            for (i, o) in lut.iter_mut().enumerate() {
+                *o = if i as f64 >= mag { 255 - i as u8 } else { i as u8 };
+            }
+            px.iter_mut().for_each(|v| *v = lut[*v as usize]);
         }
         Op::AutoContrast => autocontrast(px, c),
         Op::Equalize => equalize(px, c),
@@ -130,8 +129,10 @@ fn affine_nearest(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c
         let yc = y as f64 + 0.5;
         for x in 0..w {
             let xc = x as f64 + 0.5;
-            let sx = (m[0] * xc + m[1] * yc + m[2]).floor();
-            let sy = (m[3] * xc + m[4] * yc + m[5]).floor();
+            // Truncation is floor for the non-negative values kept here
+            // (and avoids a libm call per pixel).
+            let sx = m[0] * xc + m[1] * yc + m[2];
+            let sy = m[3] * xc + m[4] * yc + m[5];
             if sx >= 0.0 && sy >= 0.0 && (sx as usize) < w && (sy as usize) < h {
                 let si = (sy as usize * w + sx as usize) * c;
                 let di = (y * w + x) * c;
@@ -160,12 +161,12 @@ fn sharpness(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usi
                     }
                 }
                 s += 4 * px[(y * w + x) * c + ch] as u32;
-                scratch[(y * w + x) * c + ch] = ((s as f32 / 13.0).round()).min(255.0) as u8;
+                scratch[(y * w + x) * c + ch] = ((s as f32 / 13.0 + 0.5) as u32).min(255) as u8;
             }
         }
     }
     for (o, d) in px.iter_mut().zip(scratch.iter()) {
-        *o = (f * *o as f32 + (1.0 - f) * *d as f32).round().clamp(0.0, 255.0) as u8;
+        *o = ((f * *o as f32 + (1.0 - f) * *d as f32).clamp(0.0, 255.0) + 0.5) as u8;
     }
 }
 

@@ -189,7 +189,9 @@ fn run() -> anyhow::Result<ExitCode> {
         .init();
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("inspect") {
-        return inspect(argv[1..].to_vec());
+        let mut args = argv[1..].to_vec();
+        args[0] = "lt-build inspect".into();
+        return inspect(args);
     }
     let a = BuildArgs::parse();
     let (kind, path): (String, Option<PathBuf>) = match a.inputs.as_slice() {

@@ -21,6 +21,7 @@
 pub mod build;
 pub mod fixtures;
 pub mod inspect;
+pub mod recipe;
 pub mod sources;
 
 pub use build::{build, BuildOptions, BuildReport, ClassOrder, NoProgress, Progress, ProfileKind};

@@ -31,6 +31,10 @@ struct BuildArgs {
     #[arg(value_name = "SOURCE_OR_PATH", num_args = 0..=2)]
     inputs: Vec<String>,
 
+    /// Recipe whose [build] section supplies defaults (pipelines/*.toml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    recipe: Option<PathBuf>,
+
     /// Output directory (must not exist or be empty, unless --overwrite).
     #[arg(short, long, default_value = "shards")]
     output: PathBuf,
@@ -54,15 +58,15 @@ struct BuildArgs {
     /// Head-class count n_max (default: the largest class of the source).
     #[arg(long)]
     max_per_class: Option<usize>,
-    /// Per-class selection: glmc (seeded choice without replacement) or ldam (seeded per-class shuffle, first n).
-    #[arg(long, default_value = "glmc")]
-    selection: String,
-    /// Class order along the profile: source (class 0 is the head) or shuffle (seeded permutation).
-    #[arg(long, default_value = "source")]
-    class_order: String,
-    /// Seed of the selection, the class order and the row shuffle.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Per-class selection: glmc (seeded choice without replacement) or ldam (seeded per-class shuffle, first n). [default: glmc]
+    #[arg(long)]
+    selection: Option<String>,
+    /// Class order along the profile: source (class 0 is the head) or shuffle (seeded permutation). [default: source]
+    #[arg(long)]
+    class_order: Option<String>,
+    /// Seed of the selection, the class order and the row shuffle. [default: 0]
+    #[arg(long)]
+    seed: Option<u64>,
     /// Lower a class's target to what the source has (recorded in the manifest) instead of failing.
     #[arg(long)]
     clamp: bool,
@@ -193,10 +197,30 @@ fn run() -> anyhow::Result<ExitCode> {
         args[0] = "lt-build inspect".into();
         return inspect(args);
     }
-    let a = BuildArgs::parse();
+    let mut a = BuildArgs::parse();
+    let r = match &a.recipe {
+        Some(p) => lt_build::recipe::BuildRecipe::load(p)?,
+        None => Default::default(),
+    };
+    // Flags override the recipe's [build] section.
+    a.imbalance = a.imbalance.or(r.imbalance);
+    a.profile = a.profile.clone().or(r.profile.clone());
+    a.max_per_class = a.max_per_class.or(r.max_per_class);
+    a.counts_file = a.counts_file.clone().or(r.counts_file.as_ref().map(PathBuf::from));
+    a.max_side = a.max_side.or(r.max_side);
+    a.quality = a.quality.or(r.quality);
+    if let Some(mu) = r.step_mu {
+        if !std::env::args().any(|x| x == "--step-mu" || x.starts_with("--step-mu=")) {
+            a.step_mu = mu;
+        }
+    }
+    let selection = a.selection.clone().or(r.selection.clone()).unwrap_or_else(|| "glmc".into());
+    let class_order_name = a.class_order.clone().or(r.class_order.clone()).unwrap_or_else(|| "source".into());
+    let seed = a.seed.or(r.seed).unwrap_or(0);
     let (kind, path): (String, Option<PathBuf>) = match a.inputs.as_slice() {
         [] => bail!("give a dataset path (or `synth`); see --help"),
         [one] if sources::KINDS.contains(&one.as_str()) => (one.clone(), None),
+        [one] if r.source.is_some() => (r.source.clone().unwrap(), Some(PathBuf::from(one))),
         [one] => {
             let p = PathBuf::from(one);
             (sources::detect(&p)?.to_string(), Some(p))
@@ -223,7 +247,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("as-is" | "asis") => ProfileKind::AsIs,
         Some(other) => bail!("--profile: unknown profile {other:?} (expected exp, step, counts or as-is)"),
     };
-    let class_order = match a.class_order.as_str() {
+    let class_order = match class_order_name.as_str() {
         "source" => ClassOrder::Source,
         "shuffle" => ClassOrder::Shuffle,
         other => bail!("--class-order: expected source or shuffle, got {other:?}"),
@@ -248,16 +272,16 @@ fn run() -> anyhow::Result<ExitCode> {
             test_per_class: a.test_per_class,
             size: a.size,
             channels: a.channels,
-            seed: a.seed,
+            seed,
         },
     };
     let opts = BuildOptions {
         profile,
         imbalance: a.imbalance,
         max_per_class: a.max_per_class,
-        selection: a.selection.parse()?,
+        selection: selection.parse()?,
         class_order,
-        seed: a.seed,
+        seed,
         clamp: a.clamp,
         skip_corrupt: a.skip_corrupt,
         overwrite: a.overwrite,

@@ -237,3 +237,24 @@ with open(f"{{d}}/batches.meta", "wb") as f:
     assert_eq!(img.pixels[0], raw[5 * 3072]);
     assert_eq!(img.pixels[1], raw[5 * 3072 + 1024]);
 }
+
+#[test]
+fn recipe_build_section_supplies_defaults_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("mnist");
+    fixtures::write_idx(&src, 100, 1, 6, true);
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/fashion-mnist-lt-demo.toml");
+    let out = tmp.path().join("a");
+    let o = lt_build(&["--recipe", s(&recipe), s(&src), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    // The recipe says source idx, exponential, IF 100.
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(10, 100, 100.0).unwrap());
+    assert_eq!(m.source["kind"], "idx");
+    let out = tmp.path().join("b");
+    let o = lt_build(&["--recipe", s(&recipe), s(&src), "--if", "10", "--selection", "ldam", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(10, 100, 10.0).unwrap());
+    assert_eq!(m.selection, "ldam");
+}

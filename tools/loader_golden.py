@@ -21,3 +21,11 @@ out = T.Compose([T.Resize(64), T.CenterCrop(56)])(Image.fromarray(pattern, "RGB"
 path = os.path.join(os.path.dirname(__file__), "..", "crates", "lt-loader", "tests", "fixtures", "eval_resize64_crop56.png")
 out.save(path)
 print(path, out.size)
+
+# A progressive JPEG (the image crate's encoder writes baseline only), of a
+# smooth gradient so the decode can be checked against the known pixels.
+yy, xx, cc = np.meshgrid(np.arange(32), np.arange(48), np.arange(3), indexing="ij")
+grad = (xx * 3 + yy * 2 + cc * 20).astype(np.uint8)  # max 243: no wrap
+path = os.path.join(os.path.dirname(__file__), "..", "crates", "lt-loader", "tests", "fixtures", "gradient_progressive.jpg")
+Image.fromarray(grad, "RGB").save(path, quality=95, progressive=True, subsampling=0)
+print(path)

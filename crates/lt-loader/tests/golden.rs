@@ -40,3 +40,24 @@ fn eval_transform_matches_torchvision_within_one_level() {
     }
     assert!(worst <= 1, "largest difference from torchvision: {worst} levels");
 }
+
+#[test]
+fn progressive_jpeg_decodes() {
+    // tools/loader_golden.py: grad = x * 3 + y * 2 + c * 20, saved by PIL with
+    // progressive=True, quality=95, no chroma subsampling.
+    let bytes = include_bytes!("fixtures/gradient_progressive.jpg");
+    assert!(bytes.windows(2).any(|w| w == [0xff, 0xc2]), "fixture must be progressive (SOF2)");
+    let img = lt_loader::loader::decode_to(bytes, 3).unwrap();
+    assert_eq!((img.width, img.height, img.channels), (48, 32, 3));
+    let mut err = 0u64;
+    for y in 0..32u32 {
+        for x in 0..48u32 {
+            for c in 0..3u32 {
+                let want = (x * 3 + y * 2 + c * 20) as i64;
+                err += (img.pixels[((y * 48 + x) * 3 + c) as usize] as i64 - want).unsigned_abs();
+            }
+        }
+    }
+    let mean = err as f64 / (48.0 * 32.0 * 3.0);
+    assert!(mean < 2.0, "mean abs error {mean}");
+}

@@ -157,7 +157,11 @@ fn buffers_come_from_a_bounded_pool_and_are_reused() {
     let c = cfg(3).with_pool_size(2).with_epochs(3).with_allocator(alloc.clone());
     let loader = Loader::try_new(src, cifar(), c).unwrap();
     assert_eq!(loader.pool_bytes(), 2 * loader.batch_bytes());
-    let n = loader.map(|b| b.unwrap()).count();
+    let mut n = 0;
+    for b in loader {
+        b.unwrap();
+        n += 1;
+    }
     assert_eq!(n, 24);
     assert!(alloc.allocs.load(Ordering::SeqCst) <= 2, "allocated {}", alloc.allocs.load(Ordering::SeqCst));
 }

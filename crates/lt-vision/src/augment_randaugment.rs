@@ -145,7 +145,7 @@ fn affine_nearest(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c
 
 /// PIL's SHARPEN-style smoothing kernel `[[1,1,1],[1,5,1],[1,1,1]] / 13` on
 /// the interior (border pixels keep their value), blended by `f`.
-fn sharpness(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, f: f32) {
+fn sharpness(px: &mut [u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, f: f32) {
     if w < 3 || h < 3 {
         return;
     }

@@ -518,6 +518,32 @@ impl LossScaler {
     }
 }
 
+/// Loads libtorch's CUDA backend (`libtorch_cuda.so`) into the process, if
+/// it can be found, and says whether it is loaded.
+///
+/// Why: torch-sys links `-ltorch_cuda`, but rustc links with `--as-needed`
+/// and nothing references a symbol of it, so the binaries carry no
+/// `NEEDED libtorch_cuda.so` (`readelf -d target/release/lt-train`) and
+/// libtorch never registers its CUDA hooks: `tch::Cuda::is_available()` is
+/// false even on a GPU machine (tch-rs issues #980, #329; pytorch #36437).
+/// `dlopen(RTLD_NOW | RTLD_GLOBAL)` runs the library's static initialisers,
+/// which is all the registration needs. The search uses `LD_LIBRARY_PATH`,
+/// then the executable's RUNPATH (crates/lt-glmc/build.rs). Call it before
+/// the first CUDA query. A link-time fix for every binary and test is
+/// `cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed` in
+/// build.rs.
+pub fn load_cuda_backend() -> bool {
+    extern "C" {
+        fn dlopen(filename: *const std::ffi::c_char, flag: std::ffi::c_int) -> *mut c_void;
+    }
+    const RTLD_NOW: std::ffi::c_int = 2;
+    const RTLD_GLOBAL: std::ffi::c_int = 0x100;
+    // SAFETY: a NUL-terminated name; dlopen has no other preconditions. The
+    // handle is deliberately leaked (the library stays for the process).
+    let handle = unsafe { dlopen(c"libtorch_cuda.so".as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
+    !handle.is_null()
+}
+
 /// Blocks until the device's queued work is done (no-op on CPU). Call it
 /// before reading a clock.
 pub fn synchronize(device: Device) {

@@ -331,3 +331,15 @@ fn switches_parse_from_recipes_and_flags() {
     let p = PrecisionConfig::from_perf(&perf);
     assert_eq!((p.precision, p.memory_format, p.cudnn_benchmark), (Precision::Amp, MemoryFormat::Nhwc, false));
 }
+
+#[test]
+fn loading_the_cuda_backend_is_harmless_without_a_gpu() {
+    let _g = lock();
+    let loaded = lt_glmc::amp::load_cuda_backend();
+    // Loaded or not, CUDA can only be reported when the backend is in.
+    assert!(loaded || !tch::Cuda::is_available());
+    // CPU work is unaffected, and a second call is fine.
+    let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+    assert_eq!(x.sum(Kind::Float).double_value(&[]), 4.0);
+    assert_eq!(lt_glmc::amp::load_cuda_backend(), loaded);
+}

@@ -164,6 +164,9 @@ struct E2eArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The binary links libtorch_cuda only "as needed"; load it explicitly so
+    // that CUDA is seen (see lt_glmc::amp::load_cuda_backend).
+    let _ = lt_glmc::amp::load_cuda_backend();
     let r = match cli.cmd {
         Cmd::Gpu(a) => gpu(a),
         Cmd::Loader(a) => loader(a),

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds release binaries here and assembles the GPU check kit (≤ 64 MiB):
+#
+#   target/gpu-kit/                 (KIT=... to change; target/ is git-ignored)
+#     gpu-check.sh                  the check (tools/gpu-check.sh)
+#     glmc_gpu_reference.py         the PyTorch reference step
+#     bin/lt-bench.xz lt-train.xz lt-build.xz   stripped, xz-compressed
+#     data/photos/                  ImageNet-style shards of real photographs
+#                                   (10 classes x 80, as-is: enough rows for
+#                                   several B=64 GLMC steps per epoch)
+#                                   (Debian mate-backgrounds JPEGs, via
+#                                   tools/make_photo_folder.py + lt-build folder)
+#     data/cifar/                   synthetic CIFAR-style 32 px shards
+#                                   (lt-build synth, IF 10)
+#
+# Then, on a GPU machine with PyTorch 2.11 and no Rust:
+#   bash target/gpu-kit/gpu-check.sh            (or: run --carry target/gpu-kit)
+#
+# Usage: tools/make-gpu-kit.sh   [PHOTO_CLASSES=10 PHOTO_PER_CLASS=30 KIT=target/gpu-kit]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/env.sh
+
+KIT="${KIT:-target/gpu-kit}"
+LIMIT=$((64 * 1024 * 1024))
+PHOTO_CLASSES="${PHOTO_CLASSES:-10}"
+PHOTO_PER_CLASS="${PHOTO_PER_CLASS:-80}"
+PY="${LT_GLMC_PYTHON:-python3}"
+
+if [ ! -d /usr/share/backgrounds/mate ]; then
+    echo "make-gpu-kit: /usr/share/backgrounds/mate is missing: apt-get install mate-backgrounds" >&2
+    exit 2
+fi
+
+echo "== release build (lt-glmc bins, lt-build)"
+cargo build --release -p lt-glmc --bins
+cargo build --release -p lt-build --bin lt-build
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+rm -rf "$KIT"
+mkdir -p "$KIT/bin" "$KIT/data"
+
+# lt-loader also has a binary named lt-bench; take ours (it has `e2e`).
+pick_lt_bench() {
+    local c
+    for c in target/release/lt-bench $(ls -t target/release/deps/lt_bench-* 2>/dev/null | grep -v '\.d$'); do
+        if [ -x "$c" ] && "$c" --help 2>/dev/null | grep -q '^  e2e'; then
+            echo "$c"
+            return 0
+        fi
+    done
+    echo "make-gpu-kit: no lt-bench with an e2e subcommand under target/release" >&2
+    return 1
+}
+
+LT_BENCH="$(pick_lt_bench)"
+for pair in "lt-bench:$LT_BENCH" "lt-train:target/release/lt-train" "lt-build:target/release/lt-build"; do
+    name="${pair%%:*}"; src="${pair#*:}"
+    cp "$src" "$WORK/$name"
+    strip "$WORK/$name"
+    xz -T0 -9 -c "$WORK/$name" > "$KIT/bin/$name.xz"
+    echo "   $name: $(du -h "$WORK/$name" | cut -f1) stripped, $(du -h "$KIT/bin/$name.xz" | cut -f1) xz"
+done
+
+echo "== ImageNet-style shards of real photographs"
+"$PY" tools/make_photo_folder.py "$WORK/photos" --classes "$PHOTO_CLASSES" --per-class "$PHOTO_PER_CLASS" \
+    --val-per-class 2 --large-every 1000000000 --seed 5
+target/release/lt-build folder "$WORK/photos" -o "$KIT/data/photos"
+
+echo "== CIFAR-style synthetic shards"
+target/release/lt-build synth --classes 10 --per-class 200 --test-per-class 20 --size 32 --if 10 -o "$KIT/data/cifar"
+
+cp tools/gpu-check.sh tools/glmc_gpu_reference.py "$KIT/"
+chmod +x "$KIT/gpu-check.sh"
+
+TOTAL=$(du -sb "$KIT" | cut -f1)
+echo "== $KIT: $((TOTAL / 1024)) KiB in all"
+du -sh "$KIT"/bin "$KIT"/data/*
+if [ "$TOTAL" -gt "$LIMIT" ]; then
+    echo "make-gpu-kit: $TOTAL bytes exceed the 64 MiB limit (lower PHOTO_PER_CLASS)" >&2
+    exit 1
+fi

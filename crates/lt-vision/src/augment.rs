@@ -18,6 +18,31 @@ use fast_image_resize as fr;
 use lt_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Defines `$dispatch`, which runs `$impl_fn` compiled for AVX2 when the CPU
+/// has it and for baseline x86-64 otherwise. The workspace targets baseline
+/// x86-64, where these pixel loops get 4-wide SSE2 at best. Results are
+/// bit-identical either way: Rust never reassociates or fuses float
+/// operations, so wider vectors only change how many pixels go at once.
+macro_rules! simd_dispatch {
+    ($dispatch:ident, $impl_fn:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[inline]
+        fn $dispatch($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $impl_fn($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 support was just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $impl_fn($($arg),*)
+        }
+    };
+}
+
 /// A crop rectangle in source pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CropBox {
@@ -135,6 +160,13 @@ pub fn adjust_brightness(px: &mut [u8], f: f32) {
 
 /// Contrast: blend with the mean luma of the whole image.
 pub fn adjust_contrast(px: &mut [u8], c: usize, f: f32) {
+    dispatch_adjust_contrast(px, c, f)
+}
+
+simd_dispatch!(dispatch_adjust_contrast, adjust_contrast_impl, (px: &mut [u8], c: usize, f: f32));
+
+#[inline(always)]
+fn adjust_contrast_impl(px: &mut [u8], c: usize, f: f32) {
     let mean = if c == 3 {
         let s: f64 = px.chunks_exact(3).map(|p| luma(p[0], p[1], p[2]) as f64).sum();
         s / (px.len() / 3).max(1) as f64
@@ -147,6 +179,13 @@ pub fn adjust_contrast(px: &mut [u8], c: usize, f: f32) {
 
 /// Saturation: blend each pixel with its own luma (no-op on gray).
 pub fn adjust_saturation(px: &mut [u8], c: usize, f: f32) {
+    dispatch_adjust_saturation(px, c, f)
+}
+
+simd_dispatch!(dispatch_adjust_saturation, adjust_saturation_impl, (px: &mut [u8], c: usize, f: f32));
+
+#[inline(always)]
+fn adjust_saturation_impl(px: &mut [u8], c: usize, f: f32) {
     if c != 3 {
         return;
     }
@@ -160,6 +199,13 @@ pub fn adjust_saturation(px: &mut [u8], c: usize, f: f32) {
 
 /// Grayscale keeping three channels.
 pub fn to_grayscale(px: &mut [u8], c: usize) {
+    dispatch_to_grayscale(px, c)
+}
+
+simd_dispatch!(dispatch_to_grayscale, to_grayscale_impl, (px: &mut [u8], c: usize));
+
+#[inline(always)]
+fn to_grayscale_impl(px: &mut [u8], c: usize) {
     if c != 3 {
         return;
     }
@@ -239,6 +285,13 @@ fn reflect(i: i64, n: i64) -> usize {
 /// Separable Gaussian blur with reflect borders (torchvision's padding),
 /// in place. `tmp` is scratch that is reused across calls.
 pub fn gaussian_blur(px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>) {
+    dispatch_gaussian_blur(px, width, height, c, sigma, tmp)
+}
+
+simd_dispatch!(dispatch_gaussian_blur, gaussian_blur_impl, (px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>));
+
+#[inline(always)]
+fn gaussian_blur_impl(px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>) {
     let k = gaussian_kernel(sigma);
     let r = (k.len() / 2) as i64;
     let stride = width * c;

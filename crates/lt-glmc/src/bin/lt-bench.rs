@@ -165,8 +165,11 @@ struct E2eArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The binary links libtorch_cuda only "as needed"; load it explicitly so
-    // that CUDA is seen (see lt_glmc::amp::load_cuda_backend).
-    let _ = lt_glmc::amp::load_cuda_backend();
+    // that CUDA is seen (see lt_glmc::amp::load_cuda_backend). `loader`
+    // needs no libtorch (and saves the ~300 MiB the CUDA libraries map).
+    if !matches!(cli.cmd, Cmd::Loader(_)) {
+        let _ = lt_glmc::amp::load_cuda_backend();
+    }
     let r = match cli.cmd {
         Cmd::Gpu(a) => gpu(a),
         Cmd::Loader(a) => loader(a),

@@ -50,6 +50,7 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Views per sample (2 for GLMC).
     pub views: usize,
+    /// Decode + augment threads; 0 = one per core.
     pub workers: usize,
     /// Batch buffers in circulation (in flight + held by the consumer).
     pub pool_size: usize,
@@ -457,12 +458,16 @@ pub struct Loader {
 impl Loader {
     /// Validates the configuration, resolves the output shape (reading row 0
     /// if the pipeline keeps the source size) and starts the threads.
-    pub fn try_new(source: Arc<dyn EncodedSource>, pipeline: Pipeline, cfg: LoaderConfig) -> Result<Loader> {
+    pub fn try_new(source: Arc<dyn EncodedSource>, pipeline: Pipeline, mut cfg: LoaderConfig) -> Result<Loader> {
         pipeline.validate()?;
-        if cfg.workers == 0 || cfg.views == 0 || cfg.pool_size == 0 || cfg.batch_size == 0 {
+        if cfg.workers == 0 {
+            // Recipes write `workers = 0` for "one per core".
+            cfg.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        }
+        if cfg.views == 0 || cfg.pool_size == 0 || cfg.batch_size == 0 {
             return Err(LoaderError::Config(format!(
-                "workers ({}), views ({}), pool size ({}) and batch size ({}) must all be > 0",
-                cfg.workers, cfg.views, cfg.pool_size, cfg.batch_size
+                "views ({}), pool size ({}) and batch size ({}) must all be > 0",
+                cfg.views, cfg.pool_size, cfg.batch_size
             )));
         }
         if source.is_empty() {

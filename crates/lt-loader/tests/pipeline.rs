@@ -279,7 +279,10 @@ fn dropping_mid_epoch_stops_every_thread() {
 #[test]
 fn bad_configurations_are_rejected() {
     let src: Arc<dyn EncodedSource> = Arc::new(memory_source(8, 8, 8));
-    assert!(Loader::try_new(src.clone(), cifar(), cfg(0)).is_err());
+    assert!(Loader::try_new(src.clone(), cifar(), cfg(1).with_views(0)).is_err());
+    assert!(Loader::try_new(src.clone(), cifar(), cfg(1).with_pool_size(0)).is_err());
+    // workers = 0 means one per core (the recipes' convention).
+    assert_eq!(Loader::try_new(src.clone(), cifar(), cfg(0)).unwrap().count(), 2);
     let e = Loader::try_new(src.clone(), cifar(), cfg(1).with_batch_size(9)).err().unwrap();
     assert!(e.to_string().contains("no full batch"), "{e}");
     let c = cfg(1).with_sampler(SamplerSpec::Instance).with_image_size(64, 64);

@@ -626,6 +626,26 @@ impl Pipeline {
     }
 }
 
+/// A pipeline as recipes write it: a short name (`augment = "cifar"`) or a
+/// table with parameters (`augment = { kind = "imagenet", size = 192 }`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PipelineSetting {
+    Name(String),
+    Spec(Pipeline),
+}
+
+impl PipelineSetting {
+    pub fn resolve(&self) -> Result<Pipeline> {
+        let p = match self {
+            PipelineSetting::Name(n) => Pipeline::by_name(n)?,
+            PipelineSetting::Spec(p) => p.clone(),
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
 /// Per-thread state for running a pipeline: the resizer and scratch buffers
 /// are reused so steady-state augmentation does not allocate.
 pub struct Augmenter {
@@ -1018,6 +1038,11 @@ mod tests {
             }
             _ => panic!(),
         }
+        let s: PipelineSetting = serde_json::from_str(r#""eval-identity""#).unwrap();
+        assert_eq!(s.resolve().unwrap(), Pipeline::Eval(EvalSpec::default()));
+        let s: PipelineSetting = serde_json::from_str(r#"{"kind":"randaugment","m":9}"#).unwrap();
+        assert!(matches!(s.resolve().unwrap(), Pipeline::RandAugment(RandAugmentSpec { m: 9, n: 2, .. })));
+        assert!(serde_json::from_str::<PipelineSetting>(r#""nope""#).unwrap().resolve().is_err());
         let p: Pipeline = serde_json::from_str(r#"{"kind":"cifar"}"#).unwrap();
         assert_eq!(p, Pipeline::Cifar(CifarSpec::default()));
         assert!(serde_json::from_str::<Pipeline>(r#"{"kind":"cifar","sise":3}"#).is_err());

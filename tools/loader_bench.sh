@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side loader benchmark: lt-bench loader vs the torchvision
+# Side-by-side loader benchmark: lt-loader-bench loader vs the torchvision
 # DataLoader baseline (tools/loader_baseline.py) on the same shards, the same
 # thread/worker count, batch size and two views per image.
 #
@@ -20,8 +20,8 @@ BATCH=${BATCH:-64}
 PHOTOS=${PHOTOS:-/usr/share/backgrounds}
 COUNT=${COUNT:-2000}
 mkdir -p "$OUT"
-cargo build --release -q -p lt-loader --bin lt-bench
-BENCH=target/release/lt-bench
+cargo build --release -q -p lt-loader --bin lt-loader-bench
+BENCH=target/release/lt-loader-bench
 [ -f "$OUT/photos-jpeg/manifest.json" ] || $BENCH make-shards --images "$PHOTOS" -o "$OUT/photos-jpeg" --count "$COUNT" --sizes 320,400,500,640,800
 [ -f "$OUT/photos-32/manifest.json" ] || $BENCH make-shards --images "$PHOTOS" -o "$OUT/photos-32" --count 20000 --size 32
 JSON="$OUT/results.jsonl"

@@ -19,7 +19,7 @@
 //! - [`batch`]: the [`batch::BatchAllocator`] seam (the trainer plugs in
 //!   pinned memory) and [`batch::Batch`].
 //! - [`loader`]: the staged pipeline.
-//! - [`bench`]: `lt-bench loader`.
+//! - [`bench`]: `lt-bench loader` / `lt-loader-bench loader`.
 //!
 //! Every random decision is a pure function of `(seed, epoch, step, slot)`
 //! through [`lt_core::rng::Rng::derive`], so batches are bit-identical for

@@ -1,8 +1,9 @@
-//! `lt-bench`: loader benchmarks (the GPU subcommands live with the trainer).
+//! `lt-loader-bench`: the loader's benchmarks without libtorch. `lt-bench`
+//! (crate lt-glmc) runs the same `loader` measurement next to its GPU ones.
 //!
 //! ```text
-//! lt-bench loader --shards DIR --pipeline imagenet --threads 2 --batch-size 64 --views 2 --steps 50
-//! lt-bench make-shards --images /usr/share/backgrounds -o photos/ --count 2000 --sizes 320,400,500,640
+//! lt-loader-bench loader --shards DIR --pipeline imagenet --threads 2 --batch-size 64 --views 2 --steps 50
+//! lt-loader-bench make-shards --images /usr/share/backgrounds -o photos/ --count 2000 --sizes 320,400,500,640
 //! ```
 
 use anyhow::Context;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lt-bench", version, about = "lt-glmc benchmarks")]
+#[command(name = "lt-loader-bench", version, about = "lt-glmc loader benchmarks (no libtorch)")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -116,7 +117,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lt-bench: error: {e:#}");
+            eprintln!("lt-loader-bench: error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -264,7 +265,7 @@ fn make_shards(a: MakeArgs) -> anyhow::Result<()> {
         format: FORMAT.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         command_line: std::env::args().collect(),
-        source: serde_json::json!({"kind": "photos (lt-bench make-shards)", "paths": a.images}),
+        source: serde_json::json!({"kind": "photos (lt-loader-bench make-shards)", "paths": a.images}),
         profile: serde_json::json!({"kind": "exponential", "imbalance": 10.0}),
         seed: a.seed,
         selection: "crops".into(),

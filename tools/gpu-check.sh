@@ -4,13 +4,14 @@
 # (binaries built beforehand + small shard sets, ≤ 64 MiB) in under 8 minutes:
 #
 #   1. nvidia-smi
-#   2. lt-bench gpu: ResNeXt-50 32x4d at 224 px (B=64) in fp32 / tf32 / amp ×
-#      nchw / nhwc, ResNet-32 at 32 px (B=64) fp32 / amp
-#   3. the PyTorch reference step (glmc_gpu_reference.py) in the same modes
-#   4. lt-bench loader: 16 threads, ImageNet pipeline, photographs
-#   5. lt-bench e2e: ResNeXt-50 amp nhwc, 16 loader threads, the same shards
-#   6. lt-train: a short CIFAR-style GLMC training on the GPU (if present)
-#   7. a table of everything
+#   2. lt-bench loader: 16 threads, ImageNet pipeline, photographs
+#   3. lt-bench e2e: ResNeXt-50 amp nhwc, 16 loader threads, the same shards
+#   4. lt-bench gpu: ResNeXt-50 32x4d at 224 px (B=64) in amp / fp32 / tf32 ×
+#      nhwc / nchw, ResNet-32 at 32 px (B=64) amp / fp32, each followed by the
+#      PyTorch reference step (glmc_gpu_reference.py) in the same mode
+#   5. lt-train: a short CIFAR-style GLMC training on the GPU (if present)
+#   6. a table of everything
+# A run that would start after BUDGET_S (450 s) is skipped and reported.
 #
 # Usage: bash gpu-check.sh                 (from inside the kit folder or not)
 # Env:   OUT=dir (default $OUT or ./gpu-check-out), QUICK=1 (fewer steps),
@@ -27,7 +28,7 @@ RES="$OUT/results.jsonl"
 LOG="$OUT/gpu-check.log"
 B="${B:-64}"
 THREADS="${THREADS:-16}"
-if [ "${QUICK:-0}" = 1 ]; then STEPS=10; WARM=5; else STEPS=30; WARM=10; fi
+if [ "${QUICK:-0}" = 1 ]; then STEPS=10; WARM=5; else STEPS=20; WARM=8; fi
 DEVICE=cuda; RXM=(--model resnext50); R32M=(--model resnet32); R32STEPS=50; R32WARM=10; EPOCHS=3
 if [ "${SMOKE:-0}" = 1 ]; then
     DEVICE=cpu; RXM=(--model resnet32 --width 8); R32M=(--model resnet32 --width 8)
@@ -63,9 +64,17 @@ nvidia-smi 2>&1 | tee -a "$LOG" | head -20
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader > "$OUT/gpu.txt" 2>/dev/null
 say "GPU: $(cat "$OUT/gpu.txt" 2>/dev/null)"
 
+BUDGET_S="${BUDGET_S:-450}"   # stop starting new runs after this (the check must end within 8 minutes)
 run() { # run LIMIT_S NAME CMD... : logs, keeps RESULT lines, never aborts the check
     local limit="$1" name="$2"; shift 2
-    say ">> $name"
+    local left=$(( BUDGET_S - ($(date +%s) - T0) ))
+    if [ "$left" -lt 15 ]; then
+        say "-- $name skipped: time budget spent"
+        echo "{\"check\": \"$name\", \"failed\": \"skipped (time)\"}" >> "$RES"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit="$left"
+    say ">> $name (limit ${limit}s)"
     timeout "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
     local rc=$?
     grep -v '^RESULT ' "$OUT/$name.out" | tee -a "$LOG"
@@ -79,40 +88,44 @@ run() { # run LIMIT_S NAME CMD... : logs, keeps RESULT lines, never aborts the c
     return 0
 }
 
-# --- 2 + 3. GLMC step: lt-glmc vs PyTorch, every mode --------------------------
-G=(--steps "$STEPS" --warmup "$WARM" --device "$DEVICE")
-for mode in "fp32 nchw" "fp32 nhwc" "tf32 nhwc" "amp nchw" "amp nhwc"; do
-    set -- $mode
-    run 90 "gpu-rx50-$1-$2" "$BIN/lt-bench" gpu "${RXM[@]}" --batch-size "$B" --precision "$1" --memory-format "$2" "${G[@]}"
-    run 90 "ref-rx50-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${RXM[@]}" --batch-size "$B" --precision "$1" --memory-format "$2" --steps "$STEPS" --warmup "$WARM" --device "$DEVICE"
-done
-for mode in "fp32 nchw" "amp nhwc"; do
-    set -- $mode
-    run 60 "gpu-r32-$1-$2" "$BIN/lt-bench" gpu "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
-    run 60 "ref-r32-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
-done
-
-# --- 4. loader, 16 threads, photographs ------------------------------------------
+# Most important first, so that a slow card still answers the issue's targets.
+# --- 2. loader, 16 threads, photographs ------------------------------------------
 PHOTOS="$KIT/data/photos"
 run 60 "loader-imagenet-$THREADS" "$BIN/lt-bench" loader --shards "$PHOTOS" --pipeline imagenet --threads "$THREADS" \
     --batch-size "$B" --views 2 --sampler paired:0.2 --steps 40 --warmup 3 --pool-size 8
 
-# --- 5. end to end ---------------------------------------------------------------
+# --- 3. end to end (loader-only + gpu-only + e2e in one process) -----------------
 E2E_PREC=amp; [ "$DEVICE" = cpu ] && E2E_PREC=fp32
-run 150 "e2e-rx50-amp-nhwc" "$BIN/lt-bench" e2e --shards "$PHOTOS" --pipeline imagenet --threads "$THREADS" \
+run 120 "e2e-rx50-amp-nhwc" "$BIN/lt-bench" e2e --shards "$PHOTOS" --pipeline imagenet --threads "$THREADS" \
     "${RXM[@]}" --batch-size "$B" --precision "$E2E_PREC" --memory-format nhwc --steps "$STEPS" --warmup "$WARM" \
     --loader-steps 40 --pool-size 8 --device "$DEVICE"
 
-# --- 6. short CIFAR-style GLMC training ------------------------------------------
+# --- 4. GLMC step: lt-glmc vs PyTorch, every mode --------------------------------
+G=(--steps "$STEPS" --warmup "$WARM" --device "$DEVICE")
+for mode in "amp nhwc" "fp32 nchw" "amp nchw" "fp32 nhwc" "tf32 nhwc"; do
+    set -- $mode
+    run 60 "gpu-rx50-$1-$2" "$BIN/lt-bench" gpu "${RXM[@]}" --batch-size "$B" --precision "$1" --memory-format "$2" "${G[@]}"
+    run 60 "ref-rx50-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${RXM[@]}" --batch-size "$B" --precision "$1" --memory-format "$2" --steps "$STEPS" --warmup "$WARM" --device "$DEVICE"
+done
+for mode in "amp nhwc" "fp32 nchw"; do
+    set -- $mode
+    run 40 "gpu-r32-$1-$2" "$BIN/lt-bench" gpu "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
+    run 40 "ref-r32-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
+done
+
+# --- 5. short CIFAR-style GLMC training ------------------------------------------
+# lt-train does not load libtorch_cuda itself (rustc links it --as-needed, so
+# it is dropped; see lt_glmc::amp::load_cuda_backend): preload it.
 if [ -x "$BIN/lt-train" ] && [ -d "$KIT/data/cifar" ]; then
-    run 120 "lt-train-cifar" "$BIN/lt-train" "$KIT/data/cifar" --epochs "$EPOCHS" --batch-size 64 --device "$DEVICE" \
-        --set model.width=32 --out "$OUT/lt-train-run" --quiet
+    PRE=""; [ -f "$TORCH_LIB/libtorch_cuda.so" ] && PRE="$TORCH_LIB/libtorch_cuda.so"
+    run 90 "lt-train-cifar" env LD_PRELOAD="$PRE" "$BIN/lt-train" "$KIT/data/cifar" --epochs "$EPOCHS" --batch-size 64 \
+        --device "$DEVICE" --set model.width=32 --out "$OUT/lt-train-run" --quiet
     tail -n 3 "$OUT/lt-train-run/metrics.jsonl" 2>/dev/null | tee -a "$LOG"
 else
     say "-- lt-train or the CIFAR shards are not in the kit: skipped"
 fi
 
-# --- 7. table ----------------------------------------------------------------------
+# --- 6. table ----------------------------------------------------------------------
 say "== summary ($(cat "$OUT/gpu.txt" 2>/dev/null))"
 "$PY" - "$RES" "$OUT/lt-train-run/metrics.jsonl" <<'EOF' | tee -a "$LOG"
 import json, os, sys

@@ -29,5 +29,11 @@ fn runs_without_ld_library_path() {
             "no rpath in {exe:?}:\n{text}"
         );
         assert!(text.contains("torch/lib"), "rpath does not name torch/lib:\n{text}");
+        // --as-needed must not drop libtorch_cuda (else CUDA is invisible on a GPU machine).
+        let runpath = text.lines().find(|l| l.contains("RUNPATH") || l.contains("RPATH")).unwrap();
+        let dir = runpath.rsplit('[').next().unwrap().trim_end_matches(']');
+        if std::path::Path::new(dir).join("libtorch_cuda.so").exists() {
+            assert!(text.contains("[libtorch_cuda.so]"), "libtorch_cuda.so is not NEEDED:\n{text}");
+        }
     }
 }

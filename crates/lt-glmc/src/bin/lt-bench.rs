@@ -20,8 +20,7 @@ use lt_glmc::amp::{LossScaleConfig, MemoryFormat, Precision, PrecisionConfig};
 use lt_glmc::bench::{parse_model, run_e2e_bench, run_gpu_bench, E2eOptions, GpuBenchOptions, StepOptions};
 use lt_glmc::model::Arch;
 use lt_glmc::train::parse_device;
-use lt_loader::bench::{run_loader_bench, LoaderBenchOptions};
-use lt_loader::sampler::SamplerSpec;
+use lt_loader::bench::{run_loader_bench, LoaderBenchArgs};
 use lt_loader::source::ShardSourceOptions;
 use lt_vision::augment::Pipeline;
 use serde::Serialize;
@@ -38,7 +37,7 @@ enum Cmd {
     /// GLMC training step on synthetic device-resident input: images/s.
     Gpu(GpuArgs),
     /// Loader throughput on a shard directory (lt-loader's measurement).
-    Loader(LoaderArgs),
+    Loader(LoaderBenchArgs),
     /// Training throughput from shards, with the loader-only and gpu-only
     /// rates of the same settings and the ratios e2e/gpu and loader/gpu.
     E2e(E2eArgs),
@@ -96,42 +95,6 @@ struct GpuArgs {
     classes: Option<usize>,
 }
 
-#[derive(Args)]
-struct LoaderArgs {
-    /// Shard directory made by lt-build.
-    #[arg(long)]
-    shards: PathBuf,
-    /// cifar | imagenet | randaugment | eval | eval-identity, or a JSON pipeline object.
-    #[arg(long, default_value = "cifar")]
-    pipeline: String,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 2)]
-    views: usize,
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    #[arg(long, default_value_t = 3)]
-    warmup: usize,
-    /// instance | sequential | weighted:Q | paired:Q
-    #[arg(long, default_value = "instance")]
-    sampler: String,
-    #[arg(long, default_value_t = 4)]
-    pool_size: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Keep the encoded dataset resident when it is at most this many MiB.
-    #[arg(long, default_value_t = 8192)]
-    memory_budget_mib: u64,
-    #[arg(long)]
-    test_split: bool,
-    /// Skip the SHA-256 check of the shards.
-    #[arg(long)]
-    no_verify: bool,
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
 
 #[derive(Args)]
 struct E2eArgs {
@@ -200,11 +163,7 @@ fn emit<T: Serialize>(summary: &str, report: &T, json: Option<&PathBuf>) -> anyh
 }
 
 fn pipeline(s: &str) -> anyhow::Result<Pipeline> {
-    if s.trim_start().starts_with('{') {
-        serde_json::from_str(s).context("--pipeline JSON")
-    } else {
-        Ok(Pipeline::by_name(s)?)
-    }
+    Ok(lt_loader::bench::parse_pipeline(s)?)
 }
 
 fn step_options(a: &StepArgs, classes: usize) -> anyhow::Result<(StepOptions, lt_glmc::tch::Device)> {
@@ -237,24 +196,8 @@ fn gpu(a: GpuArgs) -> anyhow::Result<()> {
     emit(&r.summary(), &r, a.step.json.as_ref())
 }
 
-fn loader(a: LoaderArgs) -> anyhow::Result<()> {
-    let o = LoaderBenchOptions {
-        shards: a.shards.clone(),
-        split: if a.test_split { lt_shards::Split::Test } else { lt_shards::Split::Train },
-        pipeline: pipeline(&a.pipeline)?,
-        pipeline_name: a.pipeline.clone(),
-        threads: a.threads,
-        batch_size: a.batch_size,
-        views: a.views,
-        steps: a.steps,
-        warmup: a.warmup,
-        seed: a.seed,
-        sampler: SamplerSpec::parse(&a.sampler)?,
-        pool_size: a.pool_size,
-        source: ShardSourceOptions::default()
-            .with_memory_budget(a.memory_budget_mib << 20)
-            .with_verify(!a.no_verify),
-    };
+fn loader(a: LoaderBenchArgs) -> anyhow::Result<()> {
+    let o = a.options()?;
     let r = run_loader_bench(&o).with_context(|| format!("benchmarking the loader on {}", a.shards.display()))?;
     emit(&r.summary(), &r, a.json.as_ref())
 }

@@ -9,10 +9,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lt_core::rng::Rng;
-use lt_loader::bench::{run_loader_bench, LoaderBenchOptions};
-use lt_loader::sampler::SamplerSpec;
-use lt_loader::source::ShardSourceOptions;
-use lt_vision::augment::{CropBox, Pipeline};
+use lt_loader::bench::{run_loader_bench, LoaderBenchArgs};
+use lt_vision::augment::CropBox;
 use lt_vision::codec::{self, Decoded, Filter};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,7 +27,7 @@ struct Cli {
 enum Cmd {
     /// Loader throughput on a shard directory: images/s, views/s, per-stage
     /// time, CPU use and peak RSS; appends one JSON line to --json.
-    Loader(LoaderArgs),
+    Loader(LoaderBenchArgs),
     /// Builds benchmark shards from a folder of real photographs: random
     /// crops at several sizes, re-encoded as JPEG (or PNG at --size 32).
     MakeShards(MakeArgs),
@@ -41,45 +39,6 @@ enum Cmd {
     },
 }
 
-#[derive(Parser)]
-struct LoaderArgs {
-    /// Shard directory made by lt-build.
-    #[arg(long)]
-    shards: PathBuf,
-    /// cifar | imagenet | randaugment | eval | eval-identity, or a JSON
-    /// pipeline object (`{"kind":"imagenet","size":192}`).
-    #[arg(long, default_value = "cifar")]
-    pipeline: String,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 2)]
-    views: usize,
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    #[arg(long, default_value_t = 3)]
-    warmup: usize,
-    /// instance | sequential | weighted:Q | paired:Q
-    #[arg(long, default_value = "instance")]
-    sampler: String,
-    #[arg(long, default_value_t = 4)]
-    pool_size: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Keep the encoded dataset resident when it is at most this many MiB.
-    #[arg(long, default_value_t = 8192)]
-    memory_budget_mib: u64,
-    /// Use the test split.
-    #[arg(long)]
-    test_split: bool,
-    /// Skip the SHA-256 check of the shards.
-    #[arg(long)]
-    no_verify: bool,
-    /// Append the JSON report to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
 
 #[derive(Parser)]
 struct MakeArgs {
@@ -123,30 +82,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn loader(a: LoaderArgs) -> anyhow::Result<()> {
-    let (pipeline, name) = if a.pipeline.trim_start().starts_with('{') {
-        let p: Pipeline = serde_json::from_str(&a.pipeline).context("--pipeline JSON")?;
-        (p, a.pipeline.clone())
-    } else {
-        (Pipeline::by_name(&a.pipeline)?, a.pipeline.clone())
-    };
-    let o = LoaderBenchOptions {
-        shards: a.shards.clone(),
-        split: if a.test_split { lt_shards::Split::Test } else { lt_shards::Split::Train },
-        pipeline,
-        pipeline_name: name,
-        threads: a.threads,
-        batch_size: a.batch_size,
-        views: a.views,
-        steps: a.steps,
-        warmup: a.warmup,
-        seed: a.seed,
-        sampler: SamplerSpec::parse(&a.sampler)?,
-        pool_size: a.pool_size,
-        source: ShardSourceOptions::default()
-            .with_memory_budget(a.memory_budget_mib << 20)
-            .with_verify(!a.no_verify),
-    };
+fn loader(a: LoaderBenchArgs) -> anyhow::Result<()> {
+    let o = a.options()?;
     let r = run_loader_bench(&o).with_context(|| format!("benchmarking {}", a.shards.display()))?;
     println!("{}", r.summary());
     let line = serde_json::to_string(&r)?;

@@ -94,8 +94,13 @@ pub fn batch_to_device(batch: &Batch, device: Device) -> Result<(Tensor, Tensor)
         None => Tensor::f_from_slice(batch.data())?,
     };
     let host = host.f_view(shape)?;
-    let x = if device == Device::Cpu { host } else { host.f_to_device_(device, Kind::Uint8, true, false)? };
+    // Labels first: a copy from pageable memory synchronises the stream, so
+    // issued after the pixels it would wait for their asynchronous copy and
+    // make it blocking in effect. Issued first, it finds the stream idle (the
+    // previous step's loss read-back already synchronised it), and the
+    // pinned pixel copy then returns at once.
     let y = Tensor::f_from_slice(&batch.labels)?.f_to_device_(device, Kind::Int64, false, false)?;
+    let x = if device == Device::Cpu { host } else { host.f_to_device_(device, Kind::Uint8, true, false)? };
     if x.size() != shape {
         return Err(GlmcError::invalid("batch", format!("shape {:?}, expected {shape:?}", x.size())));
     }

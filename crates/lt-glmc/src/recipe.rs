@@ -298,8 +298,10 @@ impl Default for LoaderSection {
     }
 }
 
-/// Device-side switches (issue 5). On CPU, pinned buffers fall back to
-/// ordinary memory; AMP and channels-last are refused until implemented.
+/// Device-side switches (issue 5), applied by the trainer through
+/// [`crate::amp::PrecisionConfig::from_perf`]. On CPU, pinned buffers fall
+/// back to ordinary memory and AMP (fp16 autocast) is refused with a clear
+/// error; channels-last works on both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PerfSection {

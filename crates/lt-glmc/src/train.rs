@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::amp::{LossScaleState, MemoryFormat, PrecisionConfig};
 use crate::checkpoint::{self, TrainState};
 use crate::error::{GlmcError, Result};
 use crate::loss::{self, ClassStats, GlmcBatch, LossTerms};
@@ -224,6 +225,14 @@ pub struct EpochRecord {
     pub train_images_per_s: f64,
     pub train_seconds: f64,
     pub test: Option<EvalSummary>,
+    /// Steps whose optimizer update was skipped because the fp16 gradients
+    /// overflowed (`perf.amp`; always 0 otherwise). The loss means above
+    /// are over the applied steps only.
+    #[serde(default)]
+    pub skipped_steps: u64,
+    /// The dynamic loss scale at the end of the epoch (`perf.amp` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
 }
 
 /// Receives progress events (the binary draws a progress bar).
@@ -408,42 +417,68 @@ pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Res
         .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned)));
     let loader = Loader::try_new(ds.test.clone(), pipeline, cfg)?;
     let cb = eval_uses_rebalanced(recipe);
+    let prec = PrecisionConfig::from_perf(&recipe.perf);
+    let fmt = prec.memory_format;
     let mut acc = EvalAccumulator::new(ds.num_classes());
     for b in loader {
         let b = b?;
         let (x, y) = batch_to_device(&b, device)?;
-        let x = s.norm.apply(&x.f_select(0, 0)?)?;
-        let out = s.net.forward_heads(&x, false, HeadSet { proj: false })?;
+        let x = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+        let out = prec.forward(|| s.net.forward_heads(&x, false, HeadSet { proj: false }))?;
         acc.update(if cb { &out.logits_cb } else { &out.logits }, &y)?;
     }
     acc.finish(&ds.counts, recipe.eval.groups)
 }
 
-fn check_perf(p: &PerfSection, device: Device) -> Result<()> {
-    if p.amp {
-        return Err(GlmcError::invalid(
-            "perf.amp",
-            if device.is_cuda() { "fp16 autocast is not implemented yet (issue 5)" } else { "AMP needs CUDA; set perf.amp = false on CPU" },
-        ));
+/// The `[perf]` switches as a [`PrecisionConfig`], validated for `device`
+/// (fp16 autocast is refused without CUDA) and applied: TF32 flags, and
+/// cuDNN autotuning on CUDA.
+pub fn precision_config(p: &PerfSection, device: Device) -> Result<PrecisionConfig> {
+    let prec = PrecisionConfig::from_perf(p);
+    prec.apply(device).map_err(|e| match e {
+        GlmcError::Device { why, .. } if p.amp => GlmcError::invalid("perf.amp", format!("{why}; set perf.amp = false")),
+        e => e,
+    })?;
+    Ok(prec)
+}
+
+/// Puts the convolution weights (and any momentum buffers) of `s` in
+/// `fmt`. Values are unchanged, so checkpoints (saved contiguous) and
+/// resumes are unaffected.
+fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
+    if fmt == MemoryFormat::Nchw {
+        return Ok(());
     }
-    if p.channels_last {
-        return Err(GlmcError::invalid("perf.channels_last", "channels-last is not implemented yet (issue 5)"));
-    }
-    if device.is_cuda() {
-        tch::Cuda::cudnn_set_benchmark(p.cudnn_benchmark);
+    fmt.convert_weights(&s.vs)?;
+    let bufs = s.opt.buffers().into_iter().map(|(n, b)| Ok((n, fmt.apply(&b)?))).collect::<Result<Vec<_>>>()?;
+    if !bufs.is_empty() {
+        s.opt.set_buffers(bufs)?;
     }
     Ok(())
 }
 
-fn extra(ds: &Dataset, recipe: &Recipe) -> serde_json::Value {
-    serde_json::json!({ "dataset": ds.fingerprint, "recipe": recipe.name, "method": recipe.train.method })
+/// Key of the loss scaler's state in [`TrainState::extra`].
+const EXTRA_LOSS_SCALE: &str = "loss_scale";
+
+/// Below this scale (fp16's smallest subnormal) every scaled gradient
+/// underflows: the overflows are not the scale's fault and the run diverged.
+const MIN_LOSS_SCALE: f64 = 5.960_464_477_539_063e-8;
+
+fn extra(ds: &Dataset, recipe: &Recipe, loss_scale: Option<LossScaleState>) -> serde_json::Value {
+    let mut v = serde_json::json!({ "dataset": ds.fingerprint, "recipe": recipe.name, "method": recipe.train.method });
+    if let Some(st) = loss_scale {
+        v[EXTRA_LOSS_SCALE] = serde_json::to_value(st).unwrap_or_default();
+    }
+    v
 }
 
 /// Runs (or resumes) a training run; see the module docs for the layout.
 pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome> {
     let recipe = &opts.recipe;
     recipe.validate()?;
-    check_perf(&recipe.perf, opts.device)?;
+    let prec = precision_config(&recipe.perf, opts.device)?;
+    let fmt = prec.memory_format;
+    let mut scaler = prec.loss_scaler();
     let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
@@ -476,6 +511,12 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         if state.step_in_epoch != 0 {
             return Err(resume_err("mid-epoch checkpoints are not supported".into()));
         }
+        if let Some(sc) = &mut scaler {
+            let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
+            let st: LossScaleState = serde_json::from_value(v)
+                .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
+            sc.set_state(st)?;
+        }
         rng = Rng::from_state(state.rng);
         epoch = state.epoch;
         step = state.step;
@@ -494,6 +535,11 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
         write_metrics(&out, &[])?;
     }
+
+    // Channels-last: once, after the initialisation or the checkpoint load
+    // and before the first step.
+    convert_layout(&mut s, fmt)?;
+    let params = s.vs.trainable_variables();
 
     let epochs = recipe.train.epochs;
     let stop = opts.stop_after.unwrap_or(epochs).min(epochs);
@@ -527,6 +573,9 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             let mut sums = [0f64; 4];
             let tenth = (steps / 10).max(1);
             let (mut first, mut last) = (0f64, 0f64);
+            // Applied (not skipped) steps: overall, in the first and last tenth.
+            let (mut applied, mut n_first, mut n_last) = (0u64, 0u64, 0u64);
+            let mut skipped = 0u64;
             for i in 0..steps {
                 let batch = loader
                     .next()
@@ -537,32 +586,54 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 }
                 let (x, y) = batch_to_device(&batch, opts.device)?;
                 let terms = if glmc {
-                    glmc_terms(&s, &x, &y, b, &mut rng, recipe, &loss_cfg, alpha)?
+                    glmc_terms(&s, &x, &y, b, &mut rng, recipe, &loss_cfg, alpha, &prec)?
                 } else {
-                    let xn = s.norm.apply(&x.f_select(0, 0)?)?;
-                    loss::cross_entropy_loss(&s.net, &xn, &y)?
+                    let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+                    prec.forward(|| loss::cross_entropy_loss(&s.net, &xn, &y))?
                 };
-                terms.check_finite(step, epoch)?;
-                s.opt.zero_grad()?;
-                terms.total.f_backward()?;
-                s.opt.step()?;
+                let was_skipped = match &mut scaler {
+                    // fp16: an overflow (inf/NaN gradients, or loss) skips the
+                    // update and backs the scale off; it is not an error.
+                    Some(sc) => {
+                        let o = sc.step(&mut s.opt, &params, &terms.total)?;
+                        if o.skipped() && sc.scale() < MIN_LOSS_SCALE {
+                            let value = terms.total.f_double_value(&[])?;
+                            return Err(GlmcError::NonFiniteLoss { step, epoch, value });
+                        }
+                        o.skipped()
+                    }
+                    None => {
+                        terms.check_finite(step, epoch)?;
+                        s.opt.zero_grad()?;
+                        terms.total.f_backward()?;
+                        s.opt.step()?;
+                        false
+                    }
+                };
                 let v = terms.values()?;
                 drop(batch); // the device copy and the step are done: recycle the buffer
-                sums[0] += v.total;
-                sums[1] += v.sup;
-                sums[2] += v.rb.unwrap_or(0.0);
-                sums[3] += v.con.unwrap_or(0.0);
-                if i < tenth {
-                    first += v.total;
-                }
-                if i >= steps - tenth {
-                    last += v.total;
+                if was_skipped {
+                    skipped += 1;
+                } else {
+                    applied += 1;
+                    sums[0] += v.total;
+                    sums[1] += v.sup;
+                    sums[2] += v.rb.unwrap_or(0.0);
+                    sums[3] += v.con.unwrap_or(0.0);
+                    if i < tenth {
+                        first += v.total;
+                        n_first += 1;
+                    }
+                    if i >= steps - tenth {
+                        last += v.total;
+                        n_last += 1;
+                    }
                 }
                 step += 1;
                 obs.step(v.total, b);
             }
             let secs = t0.elapsed().as_secs_f64();
-            let n = steps as f64;
+            let n = applied.max(1) as f64;
             let done = epoch + 1;
             let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
                 obs.evaluating();
@@ -581,12 +652,14 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 loss_sup: sums[1] / n,
                 loss_rb: (glmc && loss_cfg.reweight).then_some(sums[2] / n),
                 loss_con: (glmc && loss_cfg.uses_consistency()).then_some(sums[3] / n),
-                loss_first: first / tenth as f64,
-                loss_last: last / tenth as f64,
+                loss_first: first / n_first.max(1) as f64,
+                loss_last: last / n_last.max(1) as f64,
                 steps: steps as u64,
                 train_images_per_s: (steps * b) as f64 / secs.max(1e-9),
                 train_seconds: secs,
                 test,
+                skipped_steps: skipped,
+                loss_scale: scaler.as_ref().map(|sc| sc.scale()),
             };
             append_metrics(&out, &rec)?;
             let state = TrainState {
@@ -597,7 +670,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 rng: rng.state(),
                 loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
                     .unwrap_or_default(),
-                extra: extra(&ds, recipe),
+                extra: extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state())),
             };
             checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
             obs.epoch_end(&rec);
@@ -631,15 +704,19 @@ fn glmc_terms(
     recipe: &Recipe,
     cfg: &loss::LossConfig,
     alpha: f64,
+    prec: &PrecisionConfig,
 ) -> Result<LossTerms> {
     let b = b as i64;
-    let v0 = s.norm.apply(&x.f_select(0, 0)?)?;
-    let v1 = s.norm.apply(&x.f_select(0, 1)?)?;
+    // Layout first (on uint8), then normalize: the element-wise ops keep
+    // channels-last strides (as bench::GlmcStepper).
+    let fmt = prec.memory_format;
+    let v0 = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+    let v1 = s.norm.apply(&fmt.apply(&x.f_select(0, 1)?)?)?;
     let (u1, w1) = (v0.f_narrow(0, 0, b)?, v0.f_narrow(0, b, b)?);
     let (u2, w2) = (v1.f_narrow(0, 0, b)?, v1.f_narrow(0, b, b)?);
     let (y_u, y_w) = (y.f_narrow(0, 0, b)?, y.f_narrow(0, b, b)?);
     let size = x.size();
     let mix = MixParams::draw(rng, recipe.glmc.beta, size[3], size[4]);
     let batch = GlmcBatch { u1: &u1, u2: &u2, w1: &w1, w2: &w2, y_u: &y_u, y_w: &y_w };
-    loss::glmc_loss(&s.net, &batch, &mix, &s.stats, cfg, alpha)
+    prec.forward(|| loss::glmc_loss(&s.net, &batch, &mix, &s.stats, cfg, alpha))
 }

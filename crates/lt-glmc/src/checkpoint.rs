@@ -107,14 +107,19 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, state: &TrainState) -> Result<
     Ok(())
 }
 
-/// Restores weights and momentum buffers and returns the saved state.
-pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<TrainState> {
+/// Reads only `state.json` of the checkpoint in `dir`.
+pub fn load_state(dir: &Path) -> Result<TrainState> {
     let sp = dir.join(STATE_FILE);
     if !sp.exists() {
         return Err(GlmcError::Checkpoint { path: dir.to_path_buf(), why: format!("no {STATE_FILE}") });
     }
     let bytes = fs::read(&sp).map_err(io(&sp))?;
-    let state: TrainState = serde_json::from_slice(&bytes).map_err(|source| GlmcError::Json { path: sp, source })?;
+    serde_json::from_slice(&bytes).map_err(|source| GlmcError::Json { path: sp, source })
+}
+
+/// Restores weights and momentum buffers and returns the saved state.
+pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<TrainState> {
+    let state = load_state(dir)?;
     load_weights(vs, &dir.join(MODEL_FILE))?;
     opt.load_buffers(&dir.join(OPTIMIZER_FILE))?;
     Ok(state)

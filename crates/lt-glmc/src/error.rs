@@ -50,6 +50,10 @@ pub enum GlmcError {
     /// `--resume` against a run whose recipe or dataset differs.
     #[error("cannot resume {}: {why}", path.display())]
     Resume { path: PathBuf, why: String },
+    /// `lt-train finetune` on a run it cannot start from (no checkpoint,
+    /// no recipe, an override outside `finetune.*`).
+    #[error("cannot fine-tune {}: {why}", path.display())]
+    Finetune { path: PathBuf, why: String },
     /// The requested device is not available.
     #[error("device {requested:?}: {why}")]
     Device { requested: String, why: String },

@@ -14,6 +14,8 @@
 //! - [`optim`]: SGD with momentum and weight decay (buffers saved), cosine and
 //!   warm-up + cosine schedules;
 //! - [`maxnorm`]: MaxNorm projection for classifier fine-tuning;
+//! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
+//!   re-trained with class-balanced sampling and MaxNorm, encoder frozen;
 //! - [`metrics`]: top-1/5, per-class, many/medium/few, ECE;
 //! - [`recipe`]: TOML training recipes (`pipelines/*.toml`);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
@@ -52,6 +54,7 @@ pub mod amp;
 pub mod bench;
 pub mod checkpoint;
 pub mod error;
+pub mod finetune;
 pub mod loss;
 pub mod maxnorm;
 pub mod metrics;

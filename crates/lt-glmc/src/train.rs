@@ -280,7 +280,7 @@ impl std::fmt::Debug for Dataset {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
     move |source| GlmcError::Io { path: path.to_path_buf(), source }
 }
 
@@ -326,7 +326,7 @@ pub fn read_metrics(out: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
-fn write_metrics(out: &Path, records: &[EpochRecord]) -> Result<()> {
+pub(crate) fn write_metrics(out: &Path, records: &[EpochRecord]) -> Result<()> {
     let p = out.join(METRICS_FILE);
     let mut s = String::new();
     for r in records {
@@ -336,7 +336,7 @@ fn write_metrics(out: &Path, records: &[EpochRecord]) -> Result<()> {
     std::fs::write(&p, s).map_err(io(&p))
 }
 
-fn append_metrics(out: &Path, r: &EpochRecord) -> Result<()> {
+pub(crate) fn append_metrics(out: &Path, r: &EpochRecord) -> Result<()> {
     let p = out.join(METRICS_FILE);
     let line = serde_json::to_string(r).map_err(|source| GlmcError::Json { path: p.clone(), source })?;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io(&p))?;
@@ -352,7 +352,7 @@ pub fn eval_uses_rebalanced(r: &Recipe) -> bool {
     }
 }
 
-fn workers(l: &LoaderSection) -> usize {
+pub(crate) fn workers(l: &LoaderSection) -> usize {
     if l.workers > 0 {
         l.workers
     } else {
@@ -445,7 +445,7 @@ pub fn precision_config(p: &PerfSection, device: Device) -> Result<PrecisionConf
 /// Puts the convolution weights (and any momentum buffers) of `s` in
 /// `fmt`. Values are unchanged, so checkpoints (saved contiguous) and
 /// resumes are unaffected.
-fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
+pub(crate) fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
     if fmt == MemoryFormat::Nchw {
         return Ok(());
     }
@@ -499,15 +499,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
         }
         let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
-        let fp = state.extra.get("dataset").and_then(|v| v.as_str()).unwrap_or("");
-        if fp != ds.fingerprint {
-            return Err(resume_err(format!(
-                "the dataset differs from the checkpoint's (fingerprint {} vs {} for {})",
-                short(fp),
-                short(&ds.fingerprint),
-                ds.dir.display()
-            )));
-        }
+        check_dataset(&state, &ds, &out)?;
         if state.step_in_epoch != 0 {
             return Err(resume_err("mid-epoch checkpoints are not supported".into()));
         }
@@ -682,6 +674,24 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
     }
     Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds })
+}
+
+/// The resume check that `state` was saved on the data of `ds` (dataset
+/// fingerprint in [`TrainState::extra`]); also used by fine-tuning.
+pub(crate) fn check_dataset(state: &TrainState, ds: &Dataset, run: &Path) -> Result<()> {
+    let fp = state.extra.get("dataset").and_then(|v| v.as_str()).unwrap_or("");
+    if fp != ds.fingerprint {
+        return Err(GlmcError::Resume {
+            path: run.to_path_buf(),
+            why: format!(
+                "the dataset differs from the checkpoint's (fingerprint {} vs {} for {})",
+                short(fp),
+                short(&ds.fingerprint),
+                ds.dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn short(s: &str) -> &str {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use lt_glmc::finetune::{self, FinetuneOptions};
 use lt_glmc::loss::RebalancedLoss;
 use lt_glmc::recipe::{Method, Recipe};
 use lt_glmc::report::{self, RunInfo};
@@ -20,6 +21,7 @@ use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, RECIPE_
 ///   lt-train fmnist-lt/ --recipe pipelines/fashion-mnist-lt-demo.toml --epochs 3
 ///   lt-train shards/ --method ce --set optim.lr=0.05 --out runs/ce
 ///   lt-train shards/ --resume runs/ce
+///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
 #[derive(Parser, Debug)]
 #[command(version, about, verbatim_doc_comment)]
 struct Args {
@@ -248,9 +250,90 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// MaxNorm fine-tuning of a run's re-balanced classifier g_cb (the optional
+/// second stage): the encoder and the other heads are frozen, g_cb is
+/// trained with class-balanced sampling and SGD, and its weight rows are
+/// projected onto the MaxNorm ball after every iteration (or every epoch).
+/// Settings come from the run recipe's [finetune] section (defaults: 10
+/// epochs, lr 0.01 cosine, wd 5e-4, thresh_ratio 0.1). Writes a run
+/// directory of its own (metrics.jsonl, report.md, checkpoint, recipe.toml).
+///
+/// Examples:
+///   lt-train finetune runs/c10-glmc
+///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-epoch --out runs/c10-mn
+#[derive(Parser, Debug)]
+#[command(name = "lt-train finetune", version, verbatim_doc_comment)]
+struct FinetuneArgs {
+    /// Run directory of a finished (or stopped) lt-train run
+    run_dir: PathBuf,
+    /// Fine-tuning epochs (sets finetune.epochs)
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override a fine-tuning field, e.g. --set finetune.lr=0.005 (finetune.* only; repeatable)
+    #[arg(long = "set", value_name = "finetune.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Project once per epoch instead of after every iteration (sets finetune.per_epoch)
+    #[arg(long)]
+    per_epoch: bool,
+    /// Shard directory (default: the one named in RUN_DIR/report.json)
+    #[arg(long)]
+    shards: Option<PathBuf>,
+    /// Output run directory (default RUN_DIR/finetune)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or auto
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch intra-op threads (default: libtorch's choice)
+    #[arg(long)]
+    threads: Option<i32>,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn run_finetune(args: FinetuneArgs) -> Result<()> {
+    let device = train::parse_device(&args.device)?;
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let mut opts = FinetuneOptions::new(&args.run_dir, device);
+    opts.shards = args.shards.clone();
+    opts.out = args.out.clone();
+    for kv in &args.sets {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected finetune.KEY=VALUE"))?;
+        opts.overrides.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(e) = args.epochs {
+        opts.overrides.push(("finetune.epochs".into(), e.to_string()));
+    }
+    if args.per_epoch {
+        opts.overrides.push(("finetune.per_epoch".into(), "true".into()));
+    }
+    let out = opts.out.clone().unwrap_or_else(|| args.run_dir.join(finetune::DEFAULT_OUT));
+    eprintln!("lt-train finetune: {} → {} ({device:?})", args.run_dir.display(), out.display());
+    let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: 0 };
+    let outcome = finetune::finetune(&opts, &mut bar)?;
+    for l in outcome.report.lines().skip_while(|l| !l.starts_with("| top-1")).take(3) {
+        println!("{l}");
+    }
+    println!("report: {}", outcome.out.join(report::REPORT_MD).display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
-    match run(Args::parse()) {
+    // `lt-train finetune RUN_DIR …` is a subcommand; anything else is a shard
+    // directory (name a directory called "finetune" as ./finetune).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let result = if argv.get(1).is_some_and(|a| a == "finetune") {
+        argv.remove(1);
+        argv[0] = "lt-train finetune".into();
+        run_finetune(FinetuneArgs::parse_from(argv))
+    } else {
+        run(Args::parse_from(argv))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lt-train: error: {e:#}");

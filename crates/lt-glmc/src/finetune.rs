@@ -1,0 +1,327 @@
+//! MaxNorm fine-tuning of the re-balanced classifier: GLMC's optional second
+//! stage (DESIGN §4; `lt-train finetune RUN_DIR`).
+//!
+//! Starting from a run directory's last checkpoint, the encoder and the
+//! other heads are frozen and only g_cb (`head_cb.weight`, `head_cb.bias`)
+//! is trained: class-balanced sampling (the loader's class-weighted sampler
+//! with q = 1, one view, the run's training augmentation, plain labels and
+//! no mixing), cross-entropy on g_cb's logits and SGD with the
+//! `[finetune]` settings ([`FinetuneSection`], defaults documented there).
+//! After every optimizer step (or once per epoch with `per_epoch`) g_cb's
+//! weight is projected row-wise onto the MaxNorm ball
+//! ([`crate::maxnorm::MaxNorm`]; the threshold is fixed once from the
+//! checkpoint's weight, as in the reference `MaxNorm_via_PGD`).
+//!
+//! The encoder runs in inference mode (BatchNorm uses and keeps its running
+//! statistics), so every frozen variable, statistics included, stays
+//! bit-identical to the checkpoint's.
+//!
+//! The output is a run directory of its own (default `RUN_DIR/finetune`) with
+//! the trainer's layout (`recipe.toml`, `metrics.jsonl`, `checkpoint/`,
+//! report files); evaluation and reports are the trainer's
+//! ([`crate::train::evaluate`], [`crate::report::write_report`]) with
+//! `eval.head = "rebalanced"`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lt_loader::batch::Position;
+use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
+use lt_loader::sampler::SamplerSpec;
+use tch::{Device, Kind};
+
+use crate::checkpoint::{self, TrainState};
+use crate::error::{GlmcError, Result};
+use crate::maxnorm::{MaxNorm, ProjectEvery};
+use crate::metrics::EvalReport;
+use crate::optim::Sgd;
+use crate::pinned::{batch_to_device, TensorAllocator};
+use crate::recipe::{EvalHead, FinetuneSection, Recipe};
+use crate::report::{self, RunInfo};
+use crate::train::{
+    self, append_metrics, check_dataset, convert_layout, io, precision_config, setup, workers, write_metrics, Dataset, EpochRecord,
+    EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
+};
+
+/// Default output directory, inside the source run directory.
+pub const DEFAULT_OUT: &str = "finetune";
+
+/// Name prefix of the only variables fine-tuning trains.
+pub const HEAD_PREFIX: &str = "head_cb.";
+
+/// What [`finetune`] needs.
+#[derive(Clone, Debug)]
+pub struct FinetuneOptions {
+    /// The source run directory (its `recipe.toml` and `checkpoint/`).
+    pub run: PathBuf,
+    /// The shard directory; absent: the one named in the run's report.json.
+    pub shards: Option<PathBuf>,
+    /// Output run directory; absent: `run/finetune`.
+    pub out: Option<PathBuf>,
+    /// `finetune.*` recipe overrides (dotted key, TOML value).
+    pub overrides: Vec<(String, String)>,
+    pub device: Device,
+}
+
+impl FinetuneOptions {
+    pub fn new(run: impl Into<PathBuf>, device: Device) -> Self {
+        FinetuneOptions { run: run.into(), shards: None, out: None, overrides: Vec::new(), device }
+    }
+}
+
+/// What a fine-tuning run ends with.
+#[derive(Debug)]
+pub struct FinetuneOutcome {
+    pub out: PathBuf,
+    /// The resolved recipe (as saved in `out/recipe.toml`).
+    pub recipe: Recipe,
+    pub records: Vec<EpochRecord>,
+    pub last_eval: EvalReport,
+    /// The fixed MaxNorm threshold on g_cb's row norms.
+    pub threshold: f64,
+    pub dataset: Dataset,
+    /// report.md's text.
+    pub report: String,
+}
+
+/// The source run's recipe with the `finetune.*` overrides applied, the
+/// `[finetune]` section filled in with its defaults and evaluation on g_cb.
+pub fn resolve_recipe(run: &Path, overrides: &[(String, String)]) -> Result<Recipe> {
+    let fail = |why: String| GlmcError::Finetune { path: run.to_path_buf(), why };
+    let rp = run.join(RECIPE_FILE);
+    if !rp.is_file() {
+        return Err(fail(format!("no {RECIPE_FILE} in it (is it an lt-train run directory?)")));
+    }
+    let mut recipe = Recipe::load(&rp)?;
+    for (k, v) in overrides {
+        if !k.starts_with("finetune.") {
+            return Err(fail(format!("--set {k}={v}: only finetune.* keys can be changed for fine-tuning")));
+        }
+        recipe.set(k, v)?;
+    }
+    let ft = recipe.finetune.unwrap_or_default();
+    ft.validate()?;
+    recipe.finetune = Some(ft);
+    recipe.eval.head = EvalHead::Rebalanced;
+    recipe.validate()?;
+    Ok(recipe)
+}
+
+/// The shard directory recorded in `run/report.json` (written by lt-train
+/// at the end of a run).
+pub fn shards_of_run(run: &Path) -> Result<PathBuf> {
+    let p = run.join(report::REPORT_JSON);
+    let text = std::fs::read_to_string(&p).map_err(|e| GlmcError::Finetune {
+        path: run.to_path_buf(),
+        why: format!("cannot find its shard directory ({}: {e}); pass --shards DIR", p.display()),
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| GlmcError::Json { path: p.clone(), source })?;
+    v.pointer("/info/shards").and_then(|s| s.as_str()).map(PathBuf::from).ok_or_else(|| GlmcError::Finetune {
+        path: run.to_path_buf(),
+        why: format!("{} names no shard directory; pass --shards DIR", p.display()),
+    })
+}
+
+/// Runs the second stage; see the module docs.
+pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<FinetuneOutcome> {
+    let run = &opts.run;
+    let device = opts.device;
+    let ckpt = run.join(CHECKPOINT_DIR);
+    if !ckpt.join(checkpoint::STATE_FILE).is_file() {
+        return Err(GlmcError::Finetune {
+            path: run.clone(),
+            why: format!("no checkpoint ({} is missing); train the run first", ckpt.join(checkpoint::STATE_FILE).display()),
+        });
+    }
+    let recipe = resolve_recipe(run, &opts.overrides)?;
+    let ft: FinetuneSection = recipe.finetune.unwrap_or_default();
+    let shards = match &opts.shards {
+        Some(s) => s.clone(),
+        None => shards_of_run(run)?,
+    };
+    let out = opts.out.clone().unwrap_or_else(|| run.join(DEFAULT_OUT));
+    let out_ckpt = out.join(CHECKPOINT_DIR);
+    if out_ckpt.exists() {
+        return Err(GlmcError::invalid("output", format!("{} already holds a run (use another --out)", out.display())));
+    }
+
+    let prec = precision_config(&recipe.perf, device)?;
+    let fmt = prec.memory_format;
+    let ds = Dataset::open(&shards, recipe.loader.memory_budget_mib)?;
+    let state = checkpoint::load_state(&ckpt)?;
+    check_dataset(&state, &ds, run)?;
+
+    let mut s = setup(&recipe, &ds, device)?;
+    checkpoint::load_weights(&mut s.vs, &ckpt.join(checkpoint::MODEL_FILE))?;
+    s.vs.freeze();
+    for (name, t) in s.vs.variables() {
+        if name.starts_with(HEAD_PREFIX) {
+            let _ = t.set_requires_grad(true);
+        }
+    }
+    s.opt = Sgd::with_prefixes(&s.vs, &[HEAD_PREFIX], ft.sgd());
+    let names: Vec<&str> = s.opt.param_names().collect();
+    if names != ["head_cb.bias", "head_cb.weight"] {
+        return Err(GlmcError::invalid("finetune", format!("expected to train head_cb.bias and head_cb.weight, got {names:?}")));
+    }
+    convert_layout(&mut s, fmt)?;
+    let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
+    let threshold = maxnorm.set_threshold(&s.net.head_cb.ws)?;
+
+    std::fs::create_dir_all(&out).map_err(io(&out))?;
+    let rp = out.join(RECIPE_FILE);
+    std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
+    write_metrics(&out, &[])?;
+
+    let seed = recipe.train.seed;
+    let b = ft.batch_size.unwrap_or(recipe.train.batch_size);
+    let epochs = ft.epochs;
+    let cfg = LoaderConfig::default()
+        .with_batch_size(b)
+        .with_views(1)
+        .with_workers(workers(&recipe.loader))
+        .with_pool_size(recipe.loader.pool_size)
+        // Class-balanced: P(i) ∝ n_{y_i}^(−1), every class equally likely.
+        .with_sampler(SamplerSpec::ClassWeighted { q: 1.0 })
+        .with_channels(s.in_channels as u8)
+        .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+        .with_epochs(epochs as u64)
+        .with_state(LoaderState { seed, position: Position { epoch: 0, step: 0 } })
+        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
+    let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
+    let steps = loader.steps_per_epoch();
+    let schedule = ft.schedule();
+    let head = &s.net.head_cb;
+    let (mut step, mut records, mut last_eval) = (0u64, Vec::new(), None);
+    for epoch in 0..epochs {
+        let lr = schedule.lr(ft.lr, epoch, epochs);
+        s.opt.set_lr(lr);
+        obs.epoch_start(epoch, epochs, steps);
+        let t0 = Instant::now();
+        let tenth = (steps / 10).max(1);
+        let (mut sum, mut first, mut last) = (0f64, 0f64, 0f64);
+        for i in 0..steps {
+            let batch = loader
+                .next()
+                .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
+            let (x, y) = batch_to_device(&batch, device)?;
+            let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+            // Frozen encoder: inference mode, no graph.
+            let feat = tch::no_grad(|| prec.forward(|| s.net.features(&xn, false)))?.f_to_kind(Kind::Float)?;
+            let logits = head.forward(&feat)?;
+            let loss = logits.f_log_softmax(1, Kind::Float)?.f_nll_loss::<&tch::Tensor>(&y, None, tch::Reduction::Mean, -100)?;
+            let value = loss.f_double_value(&[])?;
+            if !value.is_finite() {
+                return Err(GlmcError::NonFiniteLoss { step, epoch, value });
+            }
+            s.opt.zero_grad()?;
+            loss.f_backward()?;
+            s.opt.step()?;
+            if maxnorm.every == ProjectEvery::Iteration {
+                maxnorm.project(&head.ws)?;
+            }
+            drop(batch);
+            sum += value;
+            if i < tenth {
+                first += value;
+            }
+            if i >= steps - tenth {
+                last += value;
+            }
+            step += 1;
+            obs.step(value, b);
+        }
+        if maxnorm.every == ProjectEvery::Epoch {
+            maxnorm.project(&head.ws)?;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let done = epoch + 1;
+        let test = if done % recipe.eval.every == 0 || done == epochs {
+            obs.evaluating();
+            let r = train::evaluate(&s, &recipe, &ds, device)?;
+            let sum = EvalSummary::from(&r);
+            last_eval = Some(r);
+            Some(sum)
+        } else {
+            None
+        };
+        let n = steps.max(1) as f64;
+        let rec = EpochRecord {
+            epoch,
+            lr,
+            alpha: 1.0,
+            loss: sum / n,
+            loss_sup: sum / n,
+            loss_rb: None,
+            loss_con: None,
+            loss_first: first / tenth.min(steps).max(1) as f64,
+            loss_last: last / tenth.min(steps).max(1) as f64,
+            steps: steps as u64,
+            train_images_per_s: (steps * b) as f64 / secs.max(1e-9),
+            train_seconds: secs,
+            test,
+            skipped_steps: 0,
+            loss_scale: None,
+        };
+        append_metrics(&out, &rec)?;
+        let st = TrainState {
+            epoch: done,
+            step,
+            step_in_epoch: 0,
+            lr,
+            // Fine-tuning draws nothing besides the loader's seeded batches.
+            rng: [0; 4],
+            loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
+                .unwrap_or_default(),
+            extra: serde_json::json!({
+                "dataset": ds.fingerprint,
+                "recipe": recipe.name,
+                "method": recipe.train.method,
+                "stage": "finetune",
+                "source": run.display().to_string(),
+                "source_epoch": state.epoch,
+                "maxnorm_threshold": threshold,
+            }),
+        };
+        checkpoint::save(&out_ckpt, &s.vs, &s.opt, &st)?;
+        obs.epoch_end(&rec);
+        records.push(rec);
+    }
+    let last_eval = match last_eval {
+        Some(e) => e,
+        None => train::evaluate(&s, &recipe, &ds, device)?,
+    };
+    let info = RunInfo {
+        shards: shards.clone(),
+        device: format!("{device:?}"),
+        epochs_done: state.epoch,
+        class_names: ds.manifest.class_names(),
+        counts: ds.counts.clone(),
+        fingerprint: ds.fingerprint.clone(),
+    };
+    let md = report::write_report(&out, &recipe, &info, &records, &last_eval)?;
+    // The trainer's report describes the first stage; say what this stage did.
+    let note = format!(
+        "**MaxNorm fine-tuning of g_cb** from `{}` (after its epoch {}): encoder and other heads frozen, \
+         class-balanced sampling (q = 1), {} epochs, batch {b}, lr {} ({:?}), momentum {}, wd {}, \
+         MaxNorm t = {} (threshold {threshold:.6} on the row norms), projected per {}. \
+         The table and curves below are this stage's; evaluation uses g_cb.\n\n",
+        run.display(),
+        state.epoch,
+        epochs,
+        ft.lr,
+        ft.schedule,
+        ft.momentum,
+        ft.weight_decay,
+        ft.thresh_ratio,
+        if ft.per_epoch { "epoch" } else { "iteration" },
+    );
+    let md = match md.find("\n\n") {
+        Some(i) => format!("{}{note}{}", &md[..i + 2], &md[i + 2..]),
+        None => format!("{note}{md}"),
+    };
+    let p = out.join(report::REPORT_MD);
+    std::fs::write(&p, &md).map_err(io(&p))?;
+    Ok(FinetuneOutcome { out, recipe, records, last_eval, threshold, dataset: ds, report: md })
+}

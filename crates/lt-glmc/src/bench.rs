@@ -488,20 +488,6 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-fn stats_sub(a: StageStats, b: StageStats) -> StageStats {
-    StageStats {
-        read_s: a.read_s - b.read_s,
-        decode_s: a.decode_s - b.decode_s,
-        augment_s: a.augment_s - b.augment_s,
-        dispatch_s: a.dispatch_s - b.dispatch_s,
-        wait_s: a.wait_s - b.wait_s,
-        images: a.images - b.images,
-        views: a.views - b.views,
-        skipped: a.skipped - b.skipped,
-        batches: a.batches - b.batches,
-    }
-}
-
 /// `lt-bench e2e`: in one process, (1) the loader alone, (2) the step on
 /// synthetic device-resident input of the loader's sample shape, (3) real
 /// training throughput: shards → loader (pinned buffers) → non-blocking
@@ -574,7 +560,7 @@ pub fn run_e2e_bench(o: &E2eOptions) -> Result<E2eReport> {
         let (x, y) = batch_to_device(&batch, device)?;
         Ok((x, y, Some(Box::new(batch) as Box<dyn std::any::Any>)))
     })?;
-    let stages = stats_sub(loader.stats(), s0.unwrap_or_default());
+    let stages = loader.stats() - s0.unwrap_or_default();
     drop(loader);
     let per_step = 2 * b;
     let e2e = if t.seconds > 0.0 { (t.steps * per_step) as f64 / t.seconds } else { 0.0 };

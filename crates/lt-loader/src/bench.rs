@@ -118,20 +118,6 @@ pub fn rss_bytes() -> u64 {
     status_kb("VmRSS:") * 1024
 }
 
-fn sub(a: StageStats, b: StageStats) -> StageStats {
-    StageStats {
-        read_s: a.read_s - b.read_s,
-        decode_s: a.decode_s - b.decode_s,
-        augment_s: a.augment_s - b.augment_s,
-        dispatch_s: a.dispatch_s - b.dispatch_s,
-        wait_s: a.wait_s - b.wait_s,
-        images: a.images - b.images,
-        views: a.views - b.views,
-        skipped: a.skipped - b.skipped,
-        batches: a.batches - b.batches,
-    }
-}
-
 /// Opens the shards, runs `warmup` then `steps` batches, and reports.
 pub fn run_loader_bench(o: &LoaderBenchOptions) -> Result<LoaderBenchReport> {
     if o.steps == 0 {
@@ -166,7 +152,7 @@ pub fn run_loader_bench(o: &LoaderBenchOptions) -> Result<LoaderBenchReport> {
     }
     let seconds = t.elapsed().as_secs_f64();
     let cpu_s = process_cpu_seconds() - cpu0;
-    let stages = sub(loader.stats(), s0);
+    let stages = loader.stats() - s0;
     let report = LoaderBenchReport {
         tool: "lt-loader".into(),
         pipeline: o.pipeline_name.clone(),

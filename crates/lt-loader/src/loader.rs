@@ -171,6 +171,24 @@ pub struct StageStats {
     pub batches: u64,
 }
 
+/// The counters accumulated between two snapshots (`later - earlier`).
+impl std::ops::Sub for StageStats {
+    type Output = StageStats;
+    fn sub(self, b: StageStats) -> StageStats {
+        StageStats {
+            read_s: self.read_s - b.read_s,
+            decode_s: self.decode_s - b.decode_s,
+            augment_s: self.augment_s - b.augment_s,
+            dispatch_s: self.dispatch_s - b.dispatch_s,
+            wait_s: self.wait_s - b.wait_s,
+            images: self.images - b.images,
+            views: self.views - b.views,
+            skipped: self.skipped - b.skipped,
+            batches: self.batches - b.batches,
+        }
+    }
+}
+
 fn ns(a: &AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64 * 1e-9
 }

@@ -12,7 +12,6 @@ use lt_vision::codec::{self, Decoded, Filter, Format};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// Which long-tail profile to apply.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -291,9 +290,9 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         let counts = profile::histogram(order.iter().map(|&i| labels[i]), classes);
         let mut writer = SplitWriter::try_new(staging.path(), split, &names, &counts, opts.writer.clone())?;
         progress.start(split.as_str(), order.len() as u64);
-        let split_stats = Mutex::new(Stats::default());
+        let mut split_stats = Stats::default();
         for chunk in order.chunks(opts.chunk.max(1)) {
-            let rows: Vec<Result<Row>> = chunk
+            let rows: Vec<Result<(Row, Option<Stats>)>> = chunk
                 .par_iter()
                 .map(|&i| {
                     let item = source.item(split, i)?;
@@ -303,28 +302,37 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
                         path: format!("{} (in {})", path, source.location()),
                         msg,
                     })?;
-                    if split == Split::Train {
+                    // Per-image statistics, merged in order below (no lock on the hot path).
+                    let st = (split == Split::Train).then(|| {
                         let mut st = Stats::default();
                         st.add(&img, channels);
-                        split_stats.lock().unwrap().merge(&st);
-                    }
+                        st
+                    });
                     progress.inc(1);
-                    Ok(Row {
+                    let row = Row {
                         image: bytes,
                         path,
                         label: labels[i] as i64,
                         source_index: i as i64,
                         height: img.height as i32,
                         width: img.width as i32,
-                    })
+                    };
+                    Ok((row, st))
                 })
                 .collect();
-            let rows = rows.into_iter().collect::<Result<Vec<_>>>()?;
-            writer.write_rows(rows)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let (row, st) = r?;
+                if let Some(st) = st {
+                    split_stats.merge(&st);
+                }
+                out.push(row);
+            }
+            writer.write_rows(out)?;
         }
         progress.finish();
         if split == Split::Train {
-            stats = split_stats.into_inner().unwrap();
+            stats = split_stats;
         }
         let shards = writer.finish()?;
         splits.insert(split.as_str().to_string(), SplitInfo { rows: order.len(), shards });

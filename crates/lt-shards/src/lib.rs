@@ -46,11 +46,12 @@ pub use writer::{SplitWriter, WriterOptions};
 
 use std::path::PathBuf;
 
-/// A train or test split.
+/// A train or test split. `split as usize` (0 train, 1 test) indexes
+/// per-split arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Split {
-    Train,
-    Test,
+    Train = 0,
+    Test = 1,
 }
 
 impl Split {

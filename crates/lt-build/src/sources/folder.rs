@@ -104,13 +104,6 @@ impl Folder {
     }
 }
 
-fn slot(split: Split) -> usize {
-    match split {
-        Split::Train => 0,
-        Split::Test => 1,
-    }
-}
-
 impl Source for Folder {
     fn kind(&self) -> &'static str {
         "folder"
@@ -122,10 +115,10 @@ impl Source for Folder {
         &self.names
     }
     fn labels(&self, split: Split) -> &[u32] {
-        &self.labels[slot(split)]
+        &self.labels[split as usize]
     }
     fn item(&self, split: Split, index: usize) -> Result<Item> {
-        let p = &self.files[slot(split)][index];
+        let p = &self.files[split as usize][index];
         let rel = p.strip_prefix(&self.root).unwrap_or(p);
         Ok(Item { payload: Payload::Encoded(read_file(p)?), path: rel.to_string_lossy().into_owned() })
     }

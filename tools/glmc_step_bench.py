@@ -8,7 +8,10 @@ number of intra-op threads; the ratio lt-glmc / PyTorch is the figure.
 
   . tools/env.sh
   cargo build --release -p lt-glmc --example step_bench
-  $LT_GLMC_PYTHON tools/glmc_step_bench.py [--steps 20] [--warmup 3] [--threads N]
+  $LT_GLMC_PYTHON tools/glmc_step_bench.py [--steps 20] [--warmup 3] [--threads N] [--rounds 3] [--system-malloc]
+
+The implementations alternate round by round (a fresh lt-glmc process each
+round) and the ratio compares medians over all timed steps.
 """
 import argparse
 import json
@@ -68,14 +71,21 @@ def bench_torch(steps, warmup, device):
             times.append(time.perf_counter() - t0)
     times.sort()
     return {"impl": "PyTorch (python)", "device": str(device), "threads": torch.get_num_threads(), "steps": steps,
-            "mean_s": sum(times) / len(times), "median_s": times[len(times) // 2], "min_s": times[0]}
+            "mean_s": sum(times) / len(times), "median_s": times[len(times) // 2], "min_s": times[0], "times_s": times}
 
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of each implementation")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="also time lt-glmc with glibc's default malloc settings (LT_GLMC_MALLOC=system)")
     ap.add_argument("--cuda", action="store_true")
     ap.add_argument("--rust-bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "examples", "step_bench"))
     args = ap.parse_args()
@@ -83,19 +93,36 @@ def main():
     device = torch.device("cuda" if args.cuda else "cpu")
 
     cmd = [args.rust_bin, str(args.steps), str(args.warmup), str(args.threads)] + (["--cuda"] if args.cuda else [])
-    # Alternate the two, so drift in machine load hits both alike.
-    py1 = bench_torch(args.steps, args.warmup, device)
-    rs = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    py2 = bench_torch(args.steps, args.warmup, device)
-    py = min(py1, py2, key=lambda r: r["median_s"])
-    for r in (py1, py2, rs):
-        print(json.dumps(r))
-    ratio = rs["median_s"] / py["median_s"]
-    print(f"\nGLMC step, ResNet-32 w16, batch 64, 32x32, {args.threads} threads, {device}:")
-    print(f"  PyTorch  median {py['median_s'] * 1e3:8.1f} ms   mean {py['mean_s'] * 1e3:8.1f} ms")
-    print(f"  lt-glmc  median {rs['median_s'] * 1e3:8.1f} ms   mean {rs['mean_s'] * 1e3:8.1f} ms")
-    print(f"  ratio lt-glmc / PyTorch (median): {ratio:.3f}")
 
+    def rust(system_malloc):
+        env = dict(os.environ, LT_GLMC_MALLOC="system") if system_malloc else None
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    # Alternate the implementations round by round, so that drift in machine
+    # load hits all of them alike; compare medians over every timed step.
+    runs = {"torch": [], "rust": [], "rust_system_malloc": []}
+    for _ in range(args.rounds):
+        runs["torch"].append(bench_torch(args.steps, args.warmup, device))
+        runs["rust"].append(rust(False))
+        if args.system_malloc:
+            runs["rust_system_malloc"].append(rust(True))
+    for rs in runs.values():
+        for r in rs:
+            print(json.dumps({k: v for k, v in r.items() if k != "times_s"}))
+    med = {k: median([t for r in rs for t in r["times_s"]]) for k, rs in runs.items() if rs}
+    print(f"\nGLMC step, ResNet-32 w16, batch 64, 32x32, {args.threads} threads, {device}, "
+          f"{args.rounds} alternating rounds of {args.steps} steps:")
+    labels = {"torch": "PyTorch", "rust": "lt-glmc", "rust_system_malloc": "lt-glmc, LT_GLMC_MALLOC=system"}
+    for k, m in med.items():
+        per_round = " ".join(f"{r['median_s'] * 1e3:.1f}" for r in runs[k])
+        print(f"  {labels[k]:<32} median {m * 1e3:8.1f} ms   (round medians: {per_round})")
+    for k in ("rust", "rust_system_malloc"):
+        if k in med:
+            print(f"  ratio {labels[k]} / PyTorch (median): {med[k] / med['torch']:.3f}")
+    summary = {"threads": args.threads, "device": str(device), "rounds": args.rounds, "steps": args.steps,
+               "median_ms": {k: m * 1e3 for k, m in med.items()}, "ratio": med["rust"] / med["torch"]}
+    print("RESULT " + json.dumps(summary))
 
 if __name__ == "__main__":
     main()

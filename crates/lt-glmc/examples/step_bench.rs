@@ -17,6 +17,8 @@ use lt_glmc::optim::{Sgd, SgdConfig};
 use lt_glmc::tch::{self, nn::VarStore, Device, Kind, Tensor};
 
 fn main() -> lt_glmc::Result<()> {
+    // As lt-train does (lt_glmc::host_alloc); LT_GLMC_MALLOC=system turns it off.
+    let malloc = lt_glmc::host_alloc::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let cuda = std::env::args().any(|a| a == "--cuda");
     let steps: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(20);
@@ -62,8 +64,8 @@ fn main() -> lt_glmc::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "lt-glmc (tch)", "device": format!("{device:?}"), "threads": tch::get_num_threads(),
-            "steps": steps, "mean_s": mean, "median_s": times[times.len() / 2], "min_s": times[0],
+            "impl": "lt-glmc (tch)", "malloc": format!("{malloc:?}"), "device": format!("{device:?}"), "threads": tch::get_num_threads(),
+            "steps": steps, "mean_s": mean, "median_s": times[times.len() / 2], "min_s": times[0], "times_s": times,
         })
     );
     Ok(())

@@ -22,6 +22,8 @@
 //!   written atomically;
 //! - [`train`]: the training loop (loader → device → GLMC step →
 //!   evaluation → checkpoint, exact resume) behind the `lt-train` binary;
+//! - [`host_alloc`]: glibc malloc settings that keep freed activations in
+//!   the process (no page faults per CPU step);
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
 //! - [`report`]: report.md and the PNG plots.
 //!
@@ -55,6 +57,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod finetune;
+pub mod host_alloc;
 pub mod loss;
 pub mod maxnorm;
 pub mod metrics;

@@ -132,6 +132,8 @@ fn main() -> ExitCode {
     // needs no libtorch (and saves the ~300 MiB the CUDA libraries map).
     if !matches!(cli.cmd, Cmd::Loader(_)) {
         let _ = lt_glmc::amp::load_cuda_backend();
+        // Keep freed activations in the process (see lt_glmc::host_alloc).
+        let _ = lt_glmc::host_alloc::retain_freed_memory();
     }
     let r = match cli.cmd {
         Cmd::Gpu(a) => gpu(a),

@@ -323,6 +323,8 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let tuning = lt_glmc::host_alloc::retain_freed_memory();
+    tracing::debug!(?tuning, "host allocator");
     // `lt-train finetune RUN_DIR …` is a subcommand; anything else is a shard
     // directory (name a directory called "finetune" as ./finetune).
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -16,6 +16,11 @@
 //! statistics), so every frozen variable, statistics included, stays
 //! bit-identical to the checkpoint's.
 //!
+//! Every epoch ends with a checkpoint in the output directory;
+//! [`FinetuneOptions::resume`] (`lt-train finetune RUN_DIR --resume`)
+//! continues a stopped fine-tuning run from it and ends with the same
+//! weights as a run that never stopped.
+//!
 //! The output is a run directory of its own (default `RUN_DIR/finetune`) with
 //! the trainer's layout (`recipe.toml`, `metrics.jsonl`, `checkpoint/`,
 //! report files); evaluation and reports are the trainer's
@@ -24,14 +29,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use lt_loader::batch::Position;
 use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
 use lt_loader::sampler::SamplerSpec;
 use tch::{Device, Kind};
 
-use crate::checkpoint::{self, TrainState};
+use crate::checkpoint;
 use crate::error::{GlmcError, Result};
 use crate::maxnorm::{MaxNorm, ProjectEvery};
 use crate::metrics::EvalReport;
@@ -39,9 +43,10 @@ use crate::optim::Sgd;
 use crate::pinned::{batch_to_device, TensorAllocator};
 use crate::recipe::{EvalHead, FinetuneSection, Recipe};
 use crate::report::{self, RunInfo};
+use crate::loss::LossValues;
 use crate::train::{
-    self, append_metrics, check_dataset, convert_layout, io, precision_config, setup, workers, write_metrics, Dataset, EpochRecord,
-    EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
+    self, append_metrics, check_dataset, convert_layout, epoch_end_state, io, precision_config, read_metrics, recipe_diff, setup,
+    workers, write_metrics, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
 /// Default output directory, inside the source run directory.
@@ -62,11 +67,15 @@ pub struct FinetuneOptions {
     /// `finetune.*` recipe overrides (dotted key, TOML value).
     pub overrides: Vec<(String, String)>,
     pub device: Device,
+    /// Continue the fine-tuning run in `out` from its last checkpoint.
+    pub resume: bool,
+    /// Stop after this many fine-tuning epochs (then resume).
+    pub stop_after: Option<usize>,
 }
 
 impl FinetuneOptions {
     pub fn new(run: impl Into<PathBuf>, device: Device) -> Self {
-        FinetuneOptions { run: run.into(), shards: None, out: None, overrides: Vec::new(), device }
+        FinetuneOptions { run: run.into(), shards: None, out: None, overrides: Vec::new(), device, resume: false, stop_after: None }
     }
 }
 
@@ -80,6 +89,9 @@ pub struct FinetuneOutcome {
     pub last_eval: EvalReport,
     /// The fixed MaxNorm threshold on g_cb's row norms.
     pub threshold: f64,
+    /// Fine-tuning epochs done (all of them unless stopped).
+    pub epochs_done: usize,
+    pub finished: bool,
     pub dataset: Dataset,
     /// report.md's text.
     pub report: String,
@@ -123,7 +135,11 @@ pub fn shards_of_run(run: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Runs the second stage; see the module docs.
+/// Keys of [`TrainState::extra`] that tie a fine-tuning checkpoint to its source.
+const EXTRA_SOURCE_EPOCH: &str = "source_epoch";
+const EXTRA_THRESHOLD: &str = "maxnorm_threshold";
+
+/// Runs (or resumes) the second stage; see the module docs.
 pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<FinetuneOutcome> {
     let run = &opts.run;
     let device = opts.device;
@@ -142,8 +158,19 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     };
     let out = opts.out.clone().unwrap_or_else(|| run.join(DEFAULT_OUT));
     let out_ckpt = out.join(CHECKPOINT_DIR);
-    if out_ckpt.exists() {
-        return Err(GlmcError::invalid("output", format!("{} already holds a run (use another --out)", out.display())));
+    let resume_err = |why: String| GlmcError::Resume { path: out.clone(), why };
+    if opts.resume {
+        if !out_ckpt.join(checkpoint::STATE_FILE).is_file() {
+            return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
+        }
+    } else if out_ckpt.exists() {
+        return Err(GlmcError::invalid(
+            "output",
+            format!("{} already holds a fine-tuning run (use --resume, or another --out)", out.display()),
+        ));
+    }
+    if opts.stop_after == Some(0) {
+        return Err(GlmcError::invalid("stop_after", "must be >= 1"));
     }
 
     let prec = precision_config(&recipe.perf, device)?;
@@ -165,128 +192,130 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     if names != ["head_cb.bias", "head_cb.weight"] {
         return Err(GlmcError::invalid("finetune", format!("expected to train head_cb.bias and head_cb.weight, got {names:?}")));
     }
-    convert_layout(&mut s, fmt)?;
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
-    let threshold = maxnorm.set_threshold(&s.net.head_cb.ws)?;
-
-    std::fs::create_dir_all(&out).map_err(io(&out))?;
-    let rp = out.join(RECIPE_FILE);
-    std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
-    write_metrics(&out, &[])?;
+    let (mut done, mut step, mut records) = (0usize, 0u64, Vec::new());
+    if opts.resume {
+        let rp = out.join(RECIPE_FILE);
+        let saved = Recipe::load(&rp).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
+        let diff = recipe_diff(&saved, &recipe);
+        if !diff.is_empty() {
+            return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
+        }
+        // Head weights and momentum from the fine-tuning checkpoint; the
+        // frozen variables there are the source's, bit for bit.
+        let st = checkpoint::load(&out_ckpt, &mut s.vs, &mut s.opt)?;
+        check_dataset(&st, &ds, &out)?;
+        let from = st.extra.get(EXTRA_SOURCE_EPOCH).and_then(|v| v.as_u64());
+        if from != Some(state.epoch as u64) {
+            return Err(resume_err(format!(
+                "it fine-tunes {} after epoch {}, but that run's checkpoint is now at epoch {}",
+                run.display(),
+                from.map_or("?".to_string(), |e| e.to_string()),
+                state.epoch
+            )));
+        }
+        let t = st.extra.get(EXTRA_THRESHOLD).and_then(|v| v.as_f64());
+        maxnorm = maxnorm
+            .with_threshold(t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?)?;
+        done = st.epoch;
+        step = st.step;
+        records = read_metrics(&out)?;
+        records.retain(|r| r.epoch < done);
+        write_metrics(&out, &records)?;
+    } else {
+        maxnorm.set_threshold(&s.net.head_cb.ws)?;
+        std::fs::create_dir_all(&out).map_err(io(&out))?;
+        let rp = out.join(RECIPE_FILE);
+        std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
+        write_metrics(&out, &[])?;
+    }
+    let threshold = maxnorm.threshold().unwrap_or(f64::NAN);
+    convert_layout(&mut s, fmt)?;
 
     let seed = recipe.train.seed;
     let b = ft.batch_size.unwrap_or(recipe.train.batch_size);
     let epochs = ft.epochs;
-    let cfg = LoaderConfig::default()
-        .with_batch_size(b)
-        .with_views(1)
-        .with_workers(workers(&recipe.loader))
-        .with_pool_size(recipe.loader.pool_size)
-        // Class-balanced: P(i) ∝ n_{y_i}^(−1), every class equally likely.
-        .with_sampler(SamplerSpec::ClassWeighted { q: 1.0 })
-        .with_channels(s.in_channels as u8)
-        .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
-        .with_epochs(epochs as u64)
-        .with_state(LoaderState { seed, position: Position { epoch: 0, step: 0 } })
-        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
-    let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
-    let steps = loader.steps_per_epoch();
-    let schedule = ft.schedule();
-    let head = &s.net.head_cb;
-    let (mut step, mut records, mut last_eval) = (0u64, Vec::new(), None);
-    for epoch in 0..epochs {
-        let lr = schedule.lr(ft.lr, epoch, epochs);
-        s.opt.set_lr(lr);
-        obs.epoch_start(epoch, epochs, steps);
-        let t0 = Instant::now();
-        let tenth = (steps / 10).max(1);
-        let (mut sum, mut first, mut last) = (0f64, 0f64, 0f64);
-        for i in 0..steps {
-            let batch = loader
-                .next()
-                .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
-            let (x, y) = batch_to_device(&batch, device)?;
-            let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-            // Frozen encoder: inference mode, no graph.
-            let feat = tch::no_grad(|| prec.forward(|| s.net.features(&xn, false)))?.f_to_kind(Kind::Float)?;
-            let logits = head.forward(&feat)?;
-            let loss = logits.f_log_softmax(1, Kind::Float)?.f_nll_loss::<&tch::Tensor>(&y, None, tch::Reduction::Mean, -100)?;
-            let value = loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                return Err(GlmcError::NonFiniteLoss { step, epoch, value });
+    let stop = opts.stop_after.map_or(epochs, |n| (done + n).min(epochs));
+    let mut last_eval = None;
+    if done < stop {
+        let cfg = LoaderConfig::default()
+            .with_batch_size(b)
+            .with_views(1)
+            .with_workers(workers(&recipe.loader))
+            .with_pool_size(recipe.loader.pool_size)
+            // Class-balanced: P(i) ∝ n_{y_i}^(−1), every class equally likely.
+            .with_sampler(SamplerSpec::ClassWeighted { q: 1.0 })
+            .with_channels(s.in_channels as u8)
+            .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+            .with_epochs(stop as u64)
+            .with_state(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
+            .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
+        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
+        let steps = loader.steps_per_epoch();
+        let schedule = ft.schedule();
+        let head = &s.net.head_cb;
+        for epoch in done..stop {
+            let lr = schedule.lr(ft.lr, epoch, epochs);
+            s.opt.set_lr(lr);
+            obs.epoch_start(epoch, epochs, steps);
+            let mut acc = EpochAccumulator::start(steps);
+            for i in 0..steps {
+                let batch = loader
+                    .next()
+                    .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
+                let (x, y) = batch_to_device(&batch, device)?;
+                let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+                // Frozen encoder: inference mode, no graph.
+                let feat = tch::no_grad(|| prec.forward(|| s.net.features(&xn, false)))?.f_to_kind(Kind::Float)?;
+                let logits = head.forward(&feat)?;
+                let loss =
+                    logits.f_log_softmax(1, Kind::Float)?.f_nll_loss::<&tch::Tensor>(&y, None, tch::Reduction::Mean, -100)?;
+                let value = loss.f_double_value(&[])?;
+                if !value.is_finite() {
+                    return Err(GlmcError::NonFiniteLoss { step, epoch, value });
+                }
+                s.opt.zero_grad()?;
+                loss.f_backward()?;
+                s.opt.step()?;
+                if maxnorm.every == ProjectEvery::Iteration {
+                    maxnorm.project(&head.ws)?;
+                }
+                drop(batch);
+                acc.applied(i, &LossValues { total: value, sup: value, rb: None, con: None, alpha: 1.0 });
+                step += 1;
+                obs.step(value, b);
             }
-            s.opt.zero_grad()?;
-            loss.f_backward()?;
-            s.opt.step()?;
-            if maxnorm.every == ProjectEvery::Iteration {
+            if maxnorm.every == ProjectEvery::Epoch {
                 maxnorm.project(&head.ws)?;
             }
-            drop(batch);
-            sum += value;
-            if i < tenth {
-                first += value;
-            }
-            if i >= steps - tenth {
-                last += value;
-            }
-            step += 1;
-            obs.step(value, b);
-        }
-        if maxnorm.every == ProjectEvery::Epoch {
-            maxnorm.project(&head.ws)?;
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let done = epoch + 1;
-        let test = if done % recipe.eval.every == 0 || done == epochs {
-            obs.evaluating();
-            let r = train::evaluate(&s, &recipe, &ds, device)?;
-            let sum = EvalSummary::from(&r);
-            last_eval = Some(r);
-            Some(sum)
-        } else {
-            None
-        };
-        let n = steps.max(1) as f64;
-        let rec = EpochRecord {
-            epoch,
-            lr,
-            alpha: 1.0,
-            loss: sum / n,
-            loss_sup: sum / n,
-            loss_rb: None,
-            loss_con: None,
-            loss_first: first / tenth.min(steps).max(1) as f64,
-            loss_last: last / tenth.min(steps).max(1) as f64,
-            steps: steps as u64,
-            train_images_per_s: (steps * b) as f64 / secs.max(1e-9),
-            train_seconds: secs,
-            test,
-            skipped_steps: 0,
-            loss_scale: None,
-        };
-        append_metrics(&out, &rec)?;
-        let st = TrainState {
-            epoch: done,
-            step,
-            step_in_epoch: 0,
-            lr,
-            // Fine-tuning draws nothing besides the loader's seeded batches.
-            rng: [0; 4],
-            loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
-                .unwrap_or_default(),
-            extra: serde_json::json!({
+            let secs = acc.seconds();
+            done = epoch + 1;
+            let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
+                obs.evaluating();
+                let r = train::evaluate(&s, &recipe, &ds, device)?;
+                let sum = EvalSummary::from(&r);
+                last_eval = Some(r);
+                Some(sum)
+            } else {
+                None
+            };
+            let rec = acc.record(epoch, lr, 1.0, (false, false), b, secs, test, None);
+            append_metrics(&out, &rec)?;
+            let extra = serde_json::json!({
                 "dataset": ds.fingerprint,
                 "recipe": recipe.name,
                 "method": recipe.train.method,
                 "stage": "finetune",
                 "source": run.display().to_string(),
-                "source_epoch": state.epoch,
-                "maxnorm_threshold": threshold,
-            }),
-        };
-        checkpoint::save(&out_ckpt, &s.vs, &s.opt, &st)?;
-        obs.epoch_end(&rec);
-        records.push(rec);
+                EXTRA_SOURCE_EPOCH: state.epoch,
+                EXTRA_THRESHOLD: threshold,
+            });
+            // Fine-tuning draws nothing besides the loader's seeded batches.
+            let st = epoch_end_state(done, step, lr, [0; 4], seed, extra);
+            checkpoint::save(&out_ckpt, &s.vs, &s.opt, &st)?;
+            obs.epoch_end(&rec);
+            records.push(rec);
+        }
     }
     let last_eval = match last_eval {
         Some(e) => e,
@@ -323,5 +352,15 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     };
     let p = out.join(report::REPORT_MD);
     std::fs::write(&p, &md).map_err(io(&p))?;
-    Ok(FinetuneOutcome { out, recipe, records, last_eval, threshold, dataset: ds, report: md })
+    Ok(FinetuneOutcome {
+        out,
+        recipe,
+        records,
+        last_eval,
+        threshold,
+        epochs_done: done,
+        finished: done >= epochs,
+        dataset: ds,
+        report: md,
+    })
 }

@@ -49,6 +49,15 @@ impl MaxNorm {
         Ok(t)
     }
 
+    /// Fixes the threshold to a known value (resuming a fine-tuning run).
+    pub fn with_threshold(mut self, thresh: f64) -> Result<Self> {
+        if !(thresh.is_finite() && thresh > 0.0) {
+            return Err(GlmcError::invalid("MaxNorm threshold", format!("{thresh} (must be finite and > 0)")));
+        }
+        self.thresh = Some(thresh);
+        Ok(self)
+    }
+
     /// Projects `weight` in place (sets the threshold first if needed).
     pub fn project(&mut self, weight: &Tensor) -> Result<()> {
         if weight.dim() < 2 {

@@ -37,7 +37,7 @@ use tch::{Device, Kind, Tensor};
 use crate::amp::{LossScaleState, MemoryFormat, PrecisionConfig};
 use crate::checkpoint::{self, TrainState};
 use crate::error::{GlmcError, Result};
-use crate::loss::{self, ClassStats, GlmcBatch, LossTerms};
+use crate::loss::{self, ClassStats, GlmcBatch, LossTerms, LossValues};
 use crate::metrics::{EvalAccumulator, EvalReport};
 use crate::mix::{MixParams, Normalizer};
 use crate::model::{GlmcNet, HeadSet, ModelConfig};
@@ -235,6 +235,114 @@ pub struct EpochRecord {
     pub loss_scale: Option<f64>,
 }
 
+/// Sums one epoch's step losses into an [`EpochRecord`] (shared by the
+/// trainer and fine-tuning).
+#[derive(Debug)]
+pub(crate) struct EpochAccumulator {
+    steps: usize,
+    tenth: usize,
+    started: Instant,
+    /// total, sup, rb, con over the applied steps.
+    sums: [f64; 4],
+    first: f64,
+    last: f64,
+    /// Applied (not skipped) steps: overall, in the first and last tenth.
+    applied: u64,
+    n_first: u64,
+    n_last: u64,
+    skipped: u64,
+}
+
+impl EpochAccumulator {
+    pub(crate) fn start(steps: usize) -> Self {
+        EpochAccumulator {
+            steps,
+            tenth: (steps / 10).max(1),
+            started: Instant::now(),
+            sums: [0.0; 4],
+            first: 0.0,
+            last: 0.0,
+            applied: 0,
+            n_first: 0,
+            n_last: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Step `i` of the epoch was applied with these loss values.
+    pub(crate) fn applied(&mut self, i: usize, v: &LossValues) {
+        self.applied += 1;
+        self.sums[0] += v.total;
+        self.sums[1] += v.sup;
+        self.sums[2] += v.rb.unwrap_or(0.0);
+        self.sums[3] += v.con.unwrap_or(0.0);
+        if i < self.tenth {
+            self.first += v.total;
+            self.n_first += 1;
+        }
+        if i + self.tenth >= self.steps {
+            self.last += v.total;
+            self.n_last += 1;
+        }
+    }
+
+    /// A step whose update was skipped (fp16 overflow).
+    pub(crate) fn skipped(&mut self) {
+        self.skipped += 1;
+    }
+
+    /// Seconds since [`EpochAccumulator::start`].
+    pub(crate) fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The epoch's record; `rb`/`con` say which terms the method has.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record(
+        &self,
+        epoch: usize,
+        lr: f64,
+        alpha: f64,
+        (rb, con): (bool, bool),
+        batch_size: usize,
+        secs: f64,
+        test: Option<EvalSummary>,
+        loss_scale: Option<f64>,
+    ) -> EpochRecord {
+        let n = self.applied.max(1) as f64;
+        EpochRecord {
+            epoch,
+            lr,
+            alpha,
+            loss: self.sums[0] / n,
+            loss_sup: self.sums[1] / n,
+            loss_rb: rb.then_some(self.sums[2] / n),
+            loss_con: con.then_some(self.sums[3] / n),
+            loss_first: self.first / self.n_first.max(1) as f64,
+            loss_last: self.last / self.n_last.max(1) as f64,
+            steps: self.steps as u64,
+            train_images_per_s: (self.steps * batch_size) as f64 / secs.max(1e-9),
+            train_seconds: secs,
+            test,
+            skipped_steps: self.skipped,
+            loss_scale,
+        }
+    }
+}
+
+/// The checkpoint state at the end of 0-based epoch `done - 1`.
+pub(crate) fn epoch_end_state(done: usize, step: u64, lr: f64, rng: [u64; 4], seed: u64, extra: serde_json::Value) -> TrainState {
+    TrainState {
+        epoch: done,
+        step,
+        step_in_epoch: 0,
+        lr,
+        rng,
+        loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } }).unwrap_or_default(),
+        extra,
+    }
+}
+
 /// Receives progress events (the binary draws a progress bar).
 pub trait Observer {
     fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
@@ -285,7 +393,7 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
 }
 
 /// Top-level recipe keys whose values differ, for a readable resume error.
-fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
+pub(crate) fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
     let ta = toml::Value::try_from(a).ok();
     let tb = toml::Value::try_from(b).ok();
     let (Some(toml::Value::Table(ta)), Some(toml::Value::Table(tb))) = (ta, tb) else { return vec!["recipe".into()] };
@@ -561,13 +669,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             s.opt.set_lr(lr);
             let alpha = cumulative_alpha(epoch, epochs);
             obs.epoch_start(epoch, epochs, steps);
-            let t0 = Instant::now();
-            let mut sums = [0f64; 4];
-            let tenth = (steps / 10).max(1);
-            let (mut first, mut last) = (0f64, 0f64);
-            // Applied (not skipped) steps: overall, in the first and last tenth.
-            let (mut applied, mut n_first, mut n_last) = (0u64, 0u64, 0u64);
-            let mut skipped = 0u64;
+            let mut acc = EpochAccumulator::start(steps);
             for i in 0..steps {
                 let batch = loader
                     .next()
@@ -605,27 +707,14 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 let v = terms.values()?;
                 drop(batch); // the device copy and the step are done: recycle the buffer
                 if was_skipped {
-                    skipped += 1;
+                    acc.skipped();
                 } else {
-                    applied += 1;
-                    sums[0] += v.total;
-                    sums[1] += v.sup;
-                    sums[2] += v.rb.unwrap_or(0.0);
-                    sums[3] += v.con.unwrap_or(0.0);
-                    if i < tenth {
-                        first += v.total;
-                        n_first += 1;
-                    }
-                    if i >= steps - tenth {
-                        last += v.total;
-                        n_last += 1;
-                    }
+                    acc.applied(i, &v);
                 }
                 step += 1;
                 obs.step(v.total, b);
             }
-            let secs = t0.elapsed().as_secs_f64();
-            let n = applied.max(1) as f64;
+            let secs = acc.seconds();
             let done = epoch + 1;
             let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
                 obs.evaluating();
@@ -636,34 +725,11 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             } else {
                 None
             };
-            let rec = EpochRecord {
-                epoch,
-                lr,
-                alpha: if glmc && loss_cfg.reweight { alpha } else { 1.0 },
-                loss: sums[0] / n,
-                loss_sup: sums[1] / n,
-                loss_rb: (glmc && loss_cfg.reweight).then_some(sums[2] / n),
-                loss_con: (glmc && loss_cfg.uses_consistency()).then_some(sums[3] / n),
-                loss_first: first / n_first.max(1) as f64,
-                loss_last: last / n_last.max(1) as f64,
-                steps: steps as u64,
-                train_images_per_s: (steps * b) as f64 / secs.max(1e-9),
-                train_seconds: secs,
-                test,
-                skipped_steps: skipped,
-                loss_scale: scaler.as_ref().map(|sc| sc.scale()),
-            };
+            let terms = (glmc && loss_cfg.reweight, glmc && loss_cfg.uses_consistency());
+            let alpha = if terms.0 { alpha } else { 1.0 };
+            let rec = acc.record(epoch, lr, alpha, terms, b, secs, test, scaler.as_ref().map(|sc| sc.scale()));
             append_metrics(&out, &rec)?;
-            let state = TrainState {
-                epoch: done,
-                step,
-                step_in_epoch: 0,
-                lr,
-                rng: rng.state(),
-                loader: serde_json::to_value(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
-                    .unwrap_or_default(),
-                extra: extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state())),
-            };
+            let state = epoch_end_state(done, step, lr, rng.state(), seed, extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state())));
             checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
             obs.epoch_end(&rec);
             records.push(rec);

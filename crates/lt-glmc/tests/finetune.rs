@@ -82,7 +82,83 @@ fn finetune_trains_only_g_cb_within_the_maxnorm_ball() {
 
     // A second fine-tune into the same directory is refused.
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
-    assert!(e.to_string().contains("already holds a run"), "{e}");
+    assert!(e.to_string().contains("already holds a fine-tuning run"), "{e}");
+}
+
+/// 1 epoch + resume + 1 epoch + resume + 1 epoch gives the weights and
+/// momentum of 3 straight epochs; a resume checks what it continues.
+#[test]
+fn finetune_resume_is_exact() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, run) = (tmp.path().join("shards"), tmp.path().join("run"));
+    write_synth(&shards, &COUNTS, 2, 16, 3, 8);
+    first_stage(&shards, &run);
+    let (a, b) = (tmp.path().join("straight"), tmp.path().join("stopped"));
+    let mut o = FinetuneOptions::new(&run, Device::Cpu);
+    o.shards = Some(shards.clone());
+    o.overrides = vec![("finetune.epochs".into(), "3".into()), ("finetune.lr".into(), "0.05".into())];
+    o.out = Some(a.clone());
+    let straight = finetune::finetune(&o, &mut Quiet).unwrap();
+    assert!(straight.finished && straight.epochs_done == 3);
+
+    o.out = Some(b.clone());
+    o.stop_after = Some(1);
+    let first = finetune::finetune(&o, &mut Quiet).unwrap();
+    assert!(!first.finished && first.epochs_done == 1);
+    o.resume = true;
+    let second = finetune::finetune(&o, &mut Quiet).unwrap();
+    assert_eq!((second.finished, second.epochs_done), (false, 2));
+    o.stop_after = None;
+    let last = finetune::finetune(&o, &mut Quiet).unwrap();
+    assert!(last.finished && last.epochs_done == 3);
+    assert_eq!(last.threshold, straight.threshold);
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let (x, y) = (tensors(&a.join("checkpoint").join(f)), tensors(&b.join("checkpoint").join(f)));
+        assert_eq!(x.len(), y.len(), "{f}");
+        for ((nx, tx), (ny, ty)) in x.iter().zip(&y) {
+            assert_eq!(nx, ny);
+            assert!(tx.equal(ty), "{f}: {nx} differs after resume");
+        }
+    }
+    let epochs: Vec<usize> = train::read_metrics(&b).unwrap().iter().map(|r| r.epoch).collect();
+    assert_eq!(epochs, [0, 1, 2]);
+    let losses = |d: &Path| train::read_metrics(d).unwrap().iter().map(|r| r.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b));
+
+    // A changed setting is refused, naming the field.
+    o.overrides.push(("finetune.lr".into(), "0.01".into()));
+    let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
+    assert!(matches!(e, GlmcError::Resume { .. }) && e.to_string().contains("finetune.lr"), "{e}");
+    o.overrides.pop();
+    // Nothing to resume.
+    o.out = Some(tmp.path().join("none"));
+    let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("no fine-tuning checkpoint"), "{e}");
+    // A checkpoint taken from another epoch of the source run.
+    let sp = b.join("checkpoint/state.json");
+    let mut st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sp).unwrap()).unwrap();
+    st["extra"]["source_epoch"] = 7.into();
+    std::fs::write(&sp, st.to_string()).unwrap();
+    o.out = Some(b.clone());
+    let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("after epoch 7") && e.to_string().contains("now at epoch 1"), "{e}");
+
+    // The CLI: --stop-after says how to continue, --resume finishes.
+    let c = tmp.path().join("cli");
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["finetune", run.to_str().unwrap(), "--shards", shards.to_str().unwrap(), "--out", c.to_str().unwrap()];
+        args.extend_from_slice(&["--epochs", "2", "--device", "cpu", "-q"]);
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_lt-train")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = cli(&["--stop-after", "1"]);
+    assert!(text.contains("stopped after fine-tuning epoch 1 of 2") && text.contains("--resume"), "{text}");
+    let text = cli(&["--resume"]);
+    assert!(!text.contains("stopped after"), "{text}");
+    assert_eq!(train::read_metrics(&c).unwrap().len(), 2);
 }
 
 #[test]

@@ -261,6 +261,7 @@ fn run(args: Args) -> Result<()> {
 /// Examples:
 ///   lt-train finetune runs/c10-glmc
 ///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-epoch --out runs/c10-mn
+///   lt-train finetune runs/c10-glmc --resume      (after an interruption)
 #[derive(Parser, Debug)]
 #[command(name = "lt-train finetune", version, verbatim_doc_comment)]
 struct FinetuneArgs {
@@ -281,6 +282,12 @@ struct FinetuneArgs {
     /// Output run directory (default RUN_DIR/finetune)
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the fine-tuning run in the output directory from its last checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Stop after N fine-tuning epochs (continue later with --resume)
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
     /// cpu, cuda, cuda:N or auto
     #[arg(long, default_value = "auto")]
     device: String,
@@ -300,6 +307,8 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let mut opts = FinetuneOptions::new(&args.run_dir, device);
     opts.shards = args.shards.clone();
     opts.out = args.out.clone();
+    opts.resume = args.resume;
+    opts.stop_after = args.stop_after;
     for kv in &args.sets {
         let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected finetune.KEY=VALUE"))?;
         opts.overrides.push((k.trim().to_string(), v.trim().to_string()));
@@ -316,6 +325,15 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let outcome = finetune::finetune(&opts, &mut bar)?;
     for l in outcome.report.lines().skip_while(|l| !l.starts_with("| top-1")).take(3) {
         println!("{l}");
+    }
+    if !outcome.finished {
+        println!(
+            "stopped after fine-tuning epoch {} of {}; continue with: lt-train finetune {} --resume{}",
+            outcome.epochs_done,
+            outcome.recipe.finetune.map_or(0, |f| f.epochs),
+            args.run_dir.display(),
+            args.out.as_ref().map_or(String::new(), |o| format!(" --out {}", o.display())),
+        );
     }
     println!("report: {}", outcome.out.join(report::REPORT_MD).display());
     Ok(())

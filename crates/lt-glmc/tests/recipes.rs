@@ -64,6 +64,13 @@ fn recipes_hold_the_published_hyper_parameters() {
     let demo = load("fashion-mnist-lt-demo");
     assert_eq!(demo.model.arch().unwrap(), Arch::ResNet32 { width: 16 });
     assert_eq!((demo.glmc.q, demo.glmc.p, demo.glmc.kappa), (0.0, 1.2, 1.0));
+    // The rows the paper also reports with MaxNorm carry the second stage,
+    // spelled out (equal to the documented defaults).
+    for name in ["cifar100-lt-if100", "cifar100-lt-if50", "cifar100-lt-if10", "fashion-mnist-lt-demo"] {
+        let ft = load(name).finetune.unwrap_or_else(|| panic!("{name}: no [finetune]"));
+        assert_eq!(ft, lt_glmc::recipe::FinetuneSection::default(), "{name}");
+    }
+    assert!(load("cifar10-lt-if100").finetune.is_none());
 }
 
 #[test]

@@ -45,8 +45,8 @@ use crate::recipe::{EvalHead, FinetuneSection, Recipe};
 use crate::report::{self, RunInfo};
 use crate::loss::LossValues;
 use crate::train::{
-    self, append_metrics, check_dataset, convert_layout, epoch_end_state, io, precision_config, read_metrics, recipe_diff, setup,
-    workers, write_metrics, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
+    self, append_metrics, check_dataset, check_saved_recipe, convert_layout, epoch_end_state, io, metrics_before, precision_config,
+    setup, start_run_dir, workers, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
 /// Default output directory, inside the source run directory.
@@ -195,12 +195,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
     let (mut done, mut step, mut records) = (0usize, 0u64, Vec::new());
     if opts.resume {
-        let rp = out.join(RECIPE_FILE);
-        let saved = Recipe::load(&rp).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
-        let diff = recipe_diff(&saved, &recipe);
-        if !diff.is_empty() {
-            return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
-        }
+        check_saved_recipe(&out, &recipe)?;
         // Head weights and momentum from the fine-tuning checkpoint; the
         // frozen variables there are the source's, bit for bit.
         let st = checkpoint::load(&out_ckpt, &mut s.vs, &mut s.opt)?;
@@ -219,15 +214,10 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             .with_threshold(t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?)?;
         done = st.epoch;
         step = st.step;
-        records = read_metrics(&out)?;
-        records.retain(|r| r.epoch < done);
-        write_metrics(&out, &records)?;
+        records = metrics_before(&out, done)?;
     } else {
         maxnorm.set_threshold(&s.net.head_cb.ws)?;
-        std::fs::create_dir_all(&out).map_err(io(&out))?;
-        let rp = out.join(RECIPE_FILE);
-        std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
-        write_metrics(&out, &[])?;
+        start_run_dir(&out, &recipe)?;
     }
     let threshold = maxnorm.threshold().unwrap_or(f64::NAN);
     convert_layout(&mut s, fmt)?;

@@ -393,7 +393,34 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
 }
 
 /// Top-level recipe keys whose values differ, for a readable resume error.
-pub(crate) fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
+/// The resume check that `recipe` is the one saved in run directory `out`.
+pub(crate) fn check_saved_recipe(out: &Path, recipe: &Recipe) -> Result<()> {
+    let resume_err = |why: String| GlmcError::Resume { path: out.to_path_buf(), why };
+    let saved = Recipe::load(&out.join(RECIPE_FILE)).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
+    let diff = recipe_diff(&saved, recipe);
+    if !diff.is_empty() {
+        return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
+    }
+    Ok(())
+}
+
+/// On resume: keeps (and rewrites) the metrics of the epochs before `epoch`.
+pub(crate) fn metrics_before(out: &Path, epoch: usize) -> Result<Vec<EpochRecord>> {
+    let mut records = read_metrics(out)?;
+    records.retain(|r| r.epoch < epoch);
+    write_metrics(out, &records)?;
+    Ok(records)
+}
+
+/// A new run directory: the resolved recipe and an empty metrics.jsonl.
+pub(crate) fn start_run_dir(out: &Path, recipe: &Recipe) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let rp = out.join(RECIPE_FILE);
+    std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
+    write_metrics(out, &[])
+}
+
+fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
     let ta = toml::Value::try_from(a).ok();
     let tb = toml::Value::try_from(b).ok();
     let (Some(toml::Value::Table(ta)), Some(toml::Value::Table(tb))) = (ta, tb) else { return vec!["recipe".into()] };
@@ -600,12 +627,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         if !ckpt.join(checkpoint::STATE_FILE).exists() {
             return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
         }
-        let rp = out.join(RECIPE_FILE);
-        let saved = Recipe::load(&rp).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
-        let diff = recipe_diff(&saved, recipe);
-        if !diff.is_empty() {
-            return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
-        }
+        check_saved_recipe(&out, recipe)?;
         let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
         check_dataset(&state, &ds, &out)?;
         if state.step_in_epoch != 0 {
@@ -620,9 +642,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         rng = Rng::from_state(state.rng);
         epoch = state.epoch;
         step = state.step;
-        records = read_metrics(&out)?;
-        records.retain(|r| r.epoch < epoch);
-        write_metrics(&out, &records)?;
+        records = metrics_before(&out, epoch)?;
     } else {
         if ckpt.exists() {
             return Err(GlmcError::invalid(
@@ -630,10 +650,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 format!("{} already holds a run (use --resume {} or another --out)", out.display(), out.display()),
             ));
         }
-        std::fs::create_dir_all(&out).map_err(io(&out))?;
-        let rp = out.join(RECIPE_FILE);
-        std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
-        write_metrics(&out, &[])?;
+        start_run_dir(&out, recipe)?;
     }
 
     // Channels-last: once, after the initialisation or the checkpoint load

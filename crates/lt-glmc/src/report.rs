@@ -631,6 +631,26 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
     Ok(md)
 }
 
+/// Redraws a run directory's two plots from what the run wrote
+/// (`recipe.toml` for the group thresholds, `metrics.jsonl`, `report.json`),
+/// e.g. after an upgrade of the plotting code. `report.md` is left as it is.
+pub fn replot(run: &Path) -> Result<()> {
+    let recipe = Recipe::load(&run.join(crate::train::RECIPE_FILE))?;
+    let records = crate::train::read_metrics(run)?;
+    let j = run.join(REPORT_JSON);
+    let text = std::fs::read_to_string(&j).map_err(|source| GlmcError::Io { path: j.clone(), source })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| GlmcError::Json { path: j.clone(), source })?;
+    let field = |k: &str| v.get(k).cloned().ok_or_else(|| GlmcError::invalid("report", format!("{} has no \"{k}\"", j.display())));
+    let counts: Vec<usize> = serde_json::from_value(field("info")?.get("counts").cloned().unwrap_or_default())
+        .map_err(|source| GlmcError::Json { path: j.clone(), source })?;
+    let eval: EvalReport = serde_json::from_value(field("final")?).map_err(|source| GlmcError::Json { path: j.clone(), source })?;
+    if counts.len() != eval.per_class.len() {
+        return Err(GlmcError::invalid("report", format!("{}: {} class counts for {} accuracies", j.display(), counts.len(), eval.per_class.len())));
+    }
+    plot_per_class(&run.join(PER_CLASS_PNG), &counts, &eval.per_class, recipe.eval.groups)?;
+    plot_curves(&run.join(CURVES_PNG), &records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,4 +234,23 @@ fn per_epoch_projection_via_the_cli() {
     let w = tensors(&out.join("checkpoint/model.safetensors")).into_iter().find(|(n, _)| n == "head_cb.weight").unwrap().1;
     let max = w.norm_scalaropt_dim(2.0, [1i64].as_slice(), false).max().double_value(&[]);
     assert!(max <= t + 1e-6, "row norm {max} > threshold {t}");
+
+    // `lt-train replot` redraws the plots from what the run wrote.
+    let md = std::fs::read(out.join("report.md")).unwrap();
+    for f in ["per_class.png", "curves.png"] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let replot = |dir: &Path| Command::new(env!("CARGO_BIN_EXE_lt-train")).args(["replot", dir.to_str().unwrap()]).output().unwrap();
+    let o = replot(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["per_class.png", "curves.png"] {
+        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(img.width() > 500 && img.height() > 300, "{f}");
+    }
+    assert_eq!(std::fs::read(out.join("report.md")).unwrap(), md, "replot must leave report.md alone");
+    // The first stage here wrote no report.json: the error names the file.
+    let o = replot(&run);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot replot") && err.contains("report.json"), "{err}");
 }

@@ -22,6 +22,7 @@ use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, RECIPE_
 ///   lt-train shards/ --method ce --set optim.lr=0.05 --out runs/ce
 ///   lt-train shards/ --resume runs/ce
 ///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
+///   lt-train replot runs/ce                  (redraw the run's plots)
 #[derive(Parser, Debug)]
 #[command(version, about, verbatim_doc_comment)]
 struct Args {
@@ -339,17 +340,41 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
+/// Redraw per_class.png and curves.png of finished runs from their
+/// recipe.toml, metrics.jsonl and report.json (e.g. after an upgrade);
+/// report.md is left as it is.
+///
+/// Example:
+///   lt-train replot runs/c10-glmc runs/c10-glmc/finetune
+#[derive(Parser, Debug)]
+#[command(name = "lt-train replot", version, verbatim_doc_comment)]
+struct ReplotArgs {
+    /// Run directories (lt-train or lt-train finetune output)
+    #[arg(required = true)]
+    run_dirs: Vec<PathBuf>,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let tuning = lt_glmc::host_alloc::retain_freed_memory();
     tracing::debug!(?tuning, "host allocator");
-    // `lt-train finetune RUN_DIR …` is a subcommand; anything else is a shard
-    // directory (name a directory called "finetune" as ./finetune).
+    // `lt-train finetune RUN_DIR …` and `lt-train replot RUN_DIR…` are
+    // subcommands; anything else is a shard directory (name a directory
+    // called "finetune" or "replot" as ./finetune, ./replot).
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let result = if argv.get(1).is_some_and(|a| a == "finetune") {
         argv.remove(1);
         argv[0] = "lt-train finetune".into();
         run_finetune(FinetuneArgs::parse_from(argv))
+    } else if argv.get(1).is_some_and(|a| a == "replot") {
+        argv.remove(1);
+        argv[0] = "lt-train replot".into();
+        let a = ReplotArgs::parse_from(argv);
+        a.run_dirs.iter().try_for_each(|d| {
+            report::replot(d).with_context(|| format!("cannot replot {}", d.display()))?;
+            println!("{}: {} {}", d.display(), report::PER_CLASS_PNG, report::CURVES_PNG);
+            Ok(())
+        })
     } else {
         run(Args::parse_from(argv))
     };

@@ -244,7 +244,8 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         let steps = loader.steps_per_epoch();
         let schedule = ft.schedule();
         let head = &s.net.head_cb;
-        for epoch in done..stop {
+        let first = done;
+        for epoch in first..stop {
             let lr = schedule.lr(ft.lr, epoch, epochs);
             s.opt.set_lr(lr);
             obs.epoch_start(epoch, epochs, steps);

@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn user_settings_win() {
-        let cases: [(&[(&str, &str)], Option<&str>); 7] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 7] = [
             (&[], None),
             (&[("LT_GLMC_MALLOC", "system")], Some("LT_GLMC_MALLOC=system")),
             (&[("LT_GLMC_MALLOC", "glibc")], None),

@@ -45,8 +45,8 @@ use crate::recipe::{EvalHead, FinetuneSection, Recipe};
 use crate::report::{self, RunInfo};
 use crate::loss::LossValues;
 use crate::train::{
-    self, append_metrics, check_dataset, check_saved_recipe, convert_layout, epoch_end_state, io, metrics_before, precision_config,
-    setup, start_run_dir, workers, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
+    self, append_metrics, check_dataset, check_saved_recipe, convert_layout, epoch_end_state, io, metrics_before, next_batch,
+    precision_config, setup, start_run_dir, workers, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
 /// Default output directory, inside the source run directory.
@@ -251,9 +251,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             obs.epoch_start(epoch, epochs, steps);
             let mut acc = EpochAccumulator::start(steps);
             for i in 0..steps {
-                let batch = loader
-                    .next()
-                    .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
+                let batch = next_batch(&mut loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, device)?;
                 let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
                 // Frozen encoder: inference mode, no graph.

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use lt_core::rng::Rng;
 use lt_core::weights::cumulative_alpha;
-use lt_loader::batch::Position;
+use lt_loader::batch::{Batch, Position};
 use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
 use lt_loader::sampler::SamplerSpec;
 use lt_loader::source::{EncodedSource, ShardSource, ShardSourceOptions};
@@ -328,6 +328,17 @@ impl EpochAccumulator {
             loss_scale,
         }
     }
+}
+
+/// The loader's batch for step `i` of `epoch`: a loader that ends early or
+/// delivers another position is an error.
+pub(crate) fn next_batch(loader: &mut Loader, epoch: usize, i: usize) -> Result<Batch> {
+    let batch = loader.next().ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
+    let want = Position { epoch: epoch as u64, step: i as u64 };
+    if batch.position != want {
+        return Err(GlmcError::invalid("loader", format!("delivered {:?}, expected {want:?}", batch.position)));
+    }
+    Ok(batch)
 }
 
 /// The checkpoint state at the end of 0-based epoch `done - 1`.
@@ -688,13 +699,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             obs.epoch_start(epoch, epochs, steps);
             let mut acc = EpochAccumulator::start(steps);
             for i in 0..steps {
-                let batch = loader
-                    .next()
-                    .ok_or_else(|| GlmcError::invalid("loader", format!("ended before epoch {epoch} step {i}")))??;
-                let want = Position { epoch: epoch as u64, step: i as u64 };
-                if batch.position != want {
-                    return Err(GlmcError::invalid("loader", format!("delivered {:?}, expected {want:?}", batch.position)));
-                }
+                let batch = next_batch(&mut loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, opts.device)?;
                 let terms = if glmc {
                     glmc_terms(&s, &x, &y, b, &mut rng, recipe, &loss_cfg, alpha, &prec)?

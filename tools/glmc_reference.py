@@ -23,9 +23,14 @@ import math
 import os
 import struct
 
+import sys
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from glmc_gpu_reference import ResNet32, soft_ce  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -60,50 +65,9 @@ def save_safetensors(path, tensors):
 # ----------------------------------------------------------------------------
 # ResNet-32 for CIFAR as in the authors' code (resnet32_fe): BasicBlocks
 # [5, 5, 5], option-A shortcut LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2],
-# (0, 0, 0, 0, planes//4, planes//4), "constant", 0)).
+# (0, 0, 0, 0, planes//4, planes//4), "constant", 0)). One definition, in
+# glmc_gpu_reference.py (which the GPU kit ships on its own).
 # ----------------------------------------------------------------------------
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.option_a = stride != 1 or in_planes != planes
-        self.planes = planes
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.option_a:
-            p = self.planes
-            sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p // 4, p // 4), "constant", 0)
-        else:
-            sc = x
-        return F.relu(out + sc)
-
-
-class ResNet32(nn.Module):
-    def __init__(self, width):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        layers, in_planes = [], width
-        for i, (planes, stride) in enumerate([(width, 1), (2 * width, 2), (4 * width, 2)]):
-            blocks = []
-            for j in range(5):
-                blocks.append(BasicBlock(in_planes, planes, stride if j == 0 else 1))
-                in_planes = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.out_dim = 4 * width
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
 class GlmcNet(nn.Module):
     """Encoder f, conventional head g, re-balanced head g_cb, projection P, predictor Q."""
 
@@ -130,9 +94,8 @@ def state(model):
 # ----------------------------------------------------------------------------
 # The GLMC equations (DESIGN.md section 4)
 # ----------------------------------------------------------------------------
-def soft_ce(logits, t):
-    # CE(logits, t) = -mean_i sum_c t_ic log softmax_ic
-    return -(t * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+# soft_ce(logits, t) = CE(logits, t) = -mean_i sum_c t_ic log softmax_ic
+# (glmc_gpu_reference.soft_ce).
 
 
 def glmc_losses(model, xg, xl, y, yt, alpha, kappa, log_counts=None, reweight=True, consistency=True):

@@ -194,7 +194,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     }
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
     let (mut done, mut step, mut records) = (0usize, 0u64, Vec::new());
-    if opts.resume {
+    let threshold = if opts.resume {
         check_saved_recipe(&out, &recipe)?;
         // Head weights and momentum from the fine-tuning checkpoint; the
         // frozen variables there are the source's, bit for bit.
@@ -210,16 +210,16 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             )));
         }
         let t = st.extra.get(EXTRA_THRESHOLD).and_then(|v| v.as_f64());
-        maxnorm = maxnorm
-            .with_threshold(t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?)?;
+        let t = t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?;
+        maxnorm = maxnorm.with_threshold(t)?;
         done = st.epoch;
         step = st.step;
         records = metrics_before(&out, done)?;
+        t
     } else {
-        maxnorm.set_threshold(&s.net.head_cb.ws)?;
         start_run_dir(&out, &recipe)?;
-    }
-    let threshold = maxnorm.threshold().unwrap_or(f64::NAN);
+        maxnorm.set_threshold(&s.net.head_cb.ws)?
+    };
     convert_layout(&mut s, fmt)?;
 
     let seed = recipe.train.seed;

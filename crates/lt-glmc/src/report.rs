@@ -30,7 +30,7 @@ use plotters::element::{Circle, EmptyElement, PathElement, Rectangle, Text};
 use plotters::series::{DashedLineSeries, LineSeries};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{Color, FontStyle, IntoFont, RGBColor, TextStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{GlmcError, Result};
 use crate::metrics::EvalReport;
@@ -513,7 +513,7 @@ fn pct(v: Option<f64>) -> String {
 }
 
 /// Run facts shown at the top of the report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
     pub shards: PathBuf,
     pub device: String,
@@ -639,15 +639,19 @@ pub fn replot(run: &Path) -> Result<()> {
     let records = crate::train::read_metrics(run)?;
     let j = run.join(REPORT_JSON);
     let text = std::fs::read_to_string(&j).map_err(|source| GlmcError::Io { path: j.clone(), source })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| GlmcError::Json { path: j.clone(), source })?;
-    let field = |k: &str| v.get(k).cloned().ok_or_else(|| GlmcError::invalid("report", format!("{} has no \"{k}\"", j.display())));
-    let counts: Vec<usize> = serde_json::from_value(field("info")?.get("counts").cloned().unwrap_or_default())
-        .map_err(|source| GlmcError::Json { path: j.clone(), source })?;
-    let eval: EvalReport = serde_json::from_value(field("final")?).map_err(|source| GlmcError::Json { path: j.clone(), source })?;
-    if counts.len() != eval.per_class.len() {
-        return Err(GlmcError::invalid("report", format!("{}: {} class counts for {} accuracies", j.display(), counts.len(), eval.per_class.len())));
+    /// The layout [`write_report`] writes.
+    #[derive(Deserialize)]
+    struct ReportJson {
+        info: RunInfo,
+        #[serde(rename = "final")]
+        eval: EvalReport,
     }
-    plot_per_class(&run.join(PER_CLASS_PNG), &counts, &eval.per_class, recipe.eval.groups)?;
+    let r: ReportJson = serde_json::from_str(&text).map_err(|source| GlmcError::Json { path: j.clone(), source })?;
+    let (counts, acc) = (&r.info.counts, &r.eval.per_class);
+    if counts.len() != acc.len() {
+        return Err(GlmcError::invalid("report", format!("{}: {} class counts for {} accuracies", j.display(), counts.len(), acc.len())));
+    }
+    plot_per_class(&run.join(PER_CLASS_PNG), counts, acc, recipe.eval.groups)?;
     plot_curves(&run.join(CURVES_PNG), &records)
 }
 

@@ -277,7 +277,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             if maxnorm.every == ProjectEvery::Epoch {
                 maxnorm.project(&head.ws)?;
             }
-            let secs = acc.seconds();
+            acc.end_training();
             done = epoch + 1;
             let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
                 obs.evaluating();
@@ -288,7 +288,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             } else {
                 None
             };
-            let rec = acc.record(epoch, lr, 1.0, (false, false), b, secs, test, None);
+            let rec = acc.record(epoch, lr, 1.0, (false, false), b, test, None);
             append_metrics(&out, &rec)?;
             let extra = serde_json::json!({
                 "dataset": ds.fingerprint,

@@ -242,6 +242,9 @@ pub(crate) struct EpochAccumulator {
     steps: usize,
     tenth: usize,
     started: Instant,
+    /// Training time, fixed by [`EpochAccumulator::end_training`] (before
+    /// the evaluation, which it excludes).
+    train_secs: Option<f64>,
     /// total, sup, rb, con over the applied steps.
     sums: [f64; 4],
     first: f64,
@@ -259,6 +262,7 @@ impl EpochAccumulator {
             steps,
             tenth: (steps / 10).max(1),
             started: Instant::now(),
+            train_secs: None,
             sums: [0.0; 4],
             first: 0.0,
             last: 0.0,
@@ -291,9 +295,9 @@ impl EpochAccumulator {
         self.skipped += 1;
     }
 
-    /// Seconds since [`EpochAccumulator::start`].
-    pub(crate) fn seconds(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    /// The epoch's steps are done: fixes the training time.
+    pub(crate) fn end_training(&mut self) {
+        self.train_secs = Some(self.started.elapsed().as_secs_f64());
     }
 
     /// The epoch's record; `rb`/`con` say which terms the method has.
@@ -305,11 +309,11 @@ impl EpochAccumulator {
         alpha: f64,
         (rb, con): (bool, bool),
         batch_size: usize,
-        secs: f64,
         test: Option<EvalSummary>,
         loss_scale: Option<f64>,
     ) -> EpochRecord {
         let n = self.applied.max(1) as f64;
+        let secs = self.train_secs.unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         EpochRecord {
             epoch,
             lr,
@@ -736,7 +740,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 step += 1;
                 obs.step(v.total, b);
             }
-            let secs = acc.seconds();
+            acc.end_training();
             let done = epoch + 1;
             let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
                 obs.evaluating();
@@ -749,7 +753,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             };
             let terms = (glmc && loss_cfg.reweight, glmc && loss_cfg.uses_consistency());
             let alpha = if terms.0 { alpha } else { 1.0 };
-            let rec = acc.record(epoch, lr, alpha, terms, b, secs, test, scaler.as_ref().map(|sc| sc.scale()));
+            let rec = acc.record(epoch, lr, alpha, terms, b, test, scaler.as_ref().map(|sc| sc.scale()));
             append_metrics(&out, &rec)?;
             let state = epoch_end_state(done, step, lr, rng.state(), seed, extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state())));
             checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;

@@ -165,11 +165,12 @@ def main():
 
     # Global MixUp: X_g = lam * U1 + (1 - lam) * W1
     xg = lam * nu1 + (1 - lam) * nw1
-    # Local CutMix: X_l = U2 with one box from W2; side = ceil(side * sqrt(1 - lam))
-    # per axis, centre (cy, cx), start = centre - side // 2, clipped to the image.
+    # Local CutMix: X_l = U2 with one box from W2, the authors' rand_bbox:
+    # cut = ceil(side * sqrt(1 - lam)) per axis, box [c - cut // 2, c + cut // 2)
+    # clipped to the image (one pixel short of cut when cut is odd).
     sh, sw = math.ceil(H * math.sqrt(1 - lam)), math.ceil(W * math.sqrt(1 - lam))
-    y0, y1 = max(cy - sh // 2, 0), min(cy - sh // 2 + sh, H)
-    x0, x1 = max(cx - sw // 2, 0), min(cx - sw // 2 + sw, W)
+    y0, y1 = max(cy - sh // 2, 0), min(cy + sh // 2, H)
+    x0, x1 = max(cx - sw // 2, 0), min(cx + sw // 2, W)
     xl = nu2.clone()
     xl[:, :, y0:y1, x0:x1] = nw2[:, :, y0:y1, x0:x1]
     out["mix.x_g"], out["mix.x_l"] = xg, xl

@@ -105,9 +105,8 @@ pub fn report(dir: &Path, all_classes: bool, check: bool) -> Result<(String, Ver
     let t = m.groups.thresholds.unwrap_or_default();
     let _ = writeln!(
         o,
-        "groups (many > {}, few < {}): many {}, medium {}, few {}",
-        t.many_above,
-        t.few_below,
+        "groups ({}): many {}, medium {}, few {}",
+        t.describe(),
         m.groups.many.len(),
         m.groups.medium.len(),
         m.groups.few.len()

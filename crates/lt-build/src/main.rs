@@ -93,11 +93,12 @@ struct BuildArgs {
     /// …or at this many MiB of images.
     #[arg(long, default_value_t = 8)]
     row_group_mb: usize,
-    /// Many/medium/few thresholds: many > A, few < B training images.
+    /// Many/medium/few thresholds: many > A training images…
     #[arg(long, default_value_t = 100)]
     many_above: usize,
+    /// …few <= B (the GLMC authors' count: many > 100, medium 21–100, few <= 20).
     #[arg(long, default_value_t = 20)]
-    few_below: usize,
+    few_at_most: usize,
 
     /// Class names, one per line in label order (idx, list, parquet).
     #[arg(long, value_name = "FILE")]
@@ -288,10 +289,10 @@ fn run() -> anyhow::Result<ExitCode> {
         max_side: a.max_side,
         quality: a.quality,
         writer: WriterOptions::default()
-            .with_shard_bytes(a.shard_mb.max(1) << 20)
+            .with_shard_bytes(a.shard_mb << 20)
             .with_row_group_rows(a.row_group_rows)
-            .with_row_group_bytes(a.row_group_mb.max(1) << 20),
-        thresholds: GroupThresholds { many_above: a.many_above, few_below: a.few_below },
+            .with_row_group_bytes(a.row_group_mb << 20),
+        thresholds: GroupThresholds::try_new(a.many_above, a.few_at_most).map_err(|e| anyhow::anyhow!("--many-above/--few-at-most: {e}"))?,
         command_line: argv.clone(),
         chunk: 1024,
     };

@@ -7,7 +7,7 @@
 //! - [`profile`]: imbalance profiles (`n_c = floor(n_max · IF^(−c/(C−1)))`,
 //!   step, explicit counts, as-is) and the seeded per-class selection methods
 //!   (`glmc`, `ldam`).
-//! - [`groups`]: many / medium / few class groups (> 100, 20–100, < 20 training
+//! - [`groups`]: many / medium / few class groups (> 100, 21–100, ≤ 20 training
 //!   images by default).
 //! - [`weights`]: GLMC's class weights `v_c = n_c^(−p) / Σ_k n_k^(−p) · C`,
 //!   class-weighted sampling probabilities `P(i) ∝ n_{y_i}^(−q)` and the

@@ -50,19 +50,21 @@ pub struct CutBox {
 }
 
 impl CutBox {
-    /// The box for mixing weight `lambda` centred at `(cy, cx)`: side
-    /// `ceil(side · sqrt(1 − λ))` per axis, starting at `centre − side / 2`
-    /// (integer division), clipped to the image.
+    /// The box for mixing weight `lambda` centred at `(cy, cx)`, exactly as
+    /// the authors' `rand_bbox` (utils/util.py) computes it: `cut =
+    /// ceil(side · sqrt(1 − λ))` per axis, box `[c − cut/2, c + cut/2)`
+    /// (integer division) clipped to the image. For an odd `cut` the box is
+    /// one pixel narrower than `cut`; the labels keep λ whatever the box's
+    /// area, as in the authors' `GLMC_mixed`.
     pub fn centred(height: i64, width: i64, lambda: f64, cy: i64, cx: i64) -> CutBox {
         let r = (1.0 - lambda).clamp(0.0, 1.0).sqrt();
-        let sh = (height as f64 * r).ceil() as i64;
-        let sw = (width as f64 * r).ceil() as i64;
-        let (ty, tx) = (cy - sh / 2, cx - sw / 2);
+        let half_h = (height as f64 * r).ceil() as i64 / 2;
+        let half_w = (width as f64 * r).ceil() as i64 / 2;
         CutBox {
-            y0: ty.clamp(0, height),
-            y1: (ty + sh).clamp(0, height),
-            x0: tx.clamp(0, width),
-            x1: (tx + sw).clamp(0, width),
+            y0: (cy - half_h).clamp(0, height),
+            y1: (cy + half_h).clamp(0, height),
+            x0: (cx - half_w).clamp(0, width),
+            x1: (cx + half_w).clamp(0, width),
         }
     }
 

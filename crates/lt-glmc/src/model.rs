@@ -9,6 +9,7 @@
 //! not keep it); load such checkpoints in Python with `strict=False`.
 
 use serde::{Deserialize, Serialize};
+use tch::nn::init::FanInOut::{FanIn, FanOut};
 use tch::nn::{self, Init};
 use tch::{TchError, Tensor};
 
@@ -102,15 +103,20 @@ struct Conv {
     groups: i64,
 }
 
+/// Kaiming-normal initialisation with ReLU gain (std √2 / √fan), as
+/// PyTorch's `kaiming_normal_(w)` (`FanIn`) or
+/// `kaiming_normal_(w, mode='fan_out', nonlinearity='relu')` (`FanOut`).
+fn kaiming_normal(fan: nn::init::FanInOut) -> Init {
+    Init::Kaiming { dist: nn::init::NormalOrUniform::Normal, fan, non_linearity: nn::init::NonLinearity::ReLU }
+}
+
 impl Conv {
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, groups: i64) -> Self {
-        // Kaiming normal (fan-in, ReLU gain), as the authors' ResNet-32 init.
-        let init = Init::Kaiming {
-            dist: nn::init::NormalOrUniform::Normal,
-            fan: nn::init::FanInOut::FanIn,
-            non_linearity: nn::init::NonLinearity::ReLU,
-        };
-        let ws = p.var("weight", &[cout, cin / groups, k, k], init);
+    /// `fan` follows the authors' code: fan-in for the CIFAR ResNet-32
+    /// (`_weights_init` in model/ResNet_cifar.py), fan-out for the ImageNet
+    /// encoders (model/Resnet_LT.py, as torchvision).
+    #[allow(clippy::too_many_arguments)]
+    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, groups: i64, fan: nn::init::FanInOut) -> Self {
+        let ws = p.var("weight", &[cout, cin / groups, k, k], kaiming_normal(fan));
         Conv { ws, stride, padding, groups }
     }
     fn forward(&self, x: &Tensor) -> TResult<Tensor> {
@@ -151,21 +157,34 @@ impl Bn {
     }
 }
 
-/// A linear layer with PyTorch's default initialization
-/// (U(−1/√in, 1/√in) for weight and bias).
+/// A linear layer. The bias always has PyTorch's default initialization
+/// U(−1/√in, 1/√in); the weight has either that default or Kaiming normal
+/// (fan-in, gain √2), see [`LinearInit`].
 #[derive(Debug)]
 pub struct Linear {
     pub ws: Tensor,
     pub bs: Tensor,
 }
 
+/// How a [`Linear`] weight starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinearInit {
+    /// `nn.Linear`'s own U(−1/√in, 1/√in) (the authors' ImageNet model).
+    Default,
+    /// `init.kaiming_normal_(m.weight)`: N(0, 2/in), the authors'
+    /// `_weights_init`, applied to every Linear of the CIFAR model (fc,
+    /// fc_cb, projection and predictor) — about 2.45× the default's std.
+    KaimingNormal,
+}
+
 impl Linear {
-    fn new(p: nn::Path, cin: i64, cout: i64) -> Self {
+    fn new(p: nn::Path, cin: i64, cout: i64, init: LinearInit) -> Self {
         let b = 1.0 / (cin as f64).sqrt();
-        Linear {
-            ws: p.var("weight", &[cout, cin], Init::Uniform { lo: -b, up: b }),
-            bs: p.var("bias", &[cout], Init::Uniform { lo: -b, up: b }),
-        }
+        let w = match init {
+            LinearInit::Default => Init::Uniform { lo: -b, up: b },
+            LinearInit::KaimingNormal => kaiming_normal(FanIn),
+        };
+        Linear { ws: p.var("weight", &[cout, cin], w), bs: p.var("bias", &[cout], Init::Uniform { lo: -b, up: b }) }
     }
     pub fn forward(&self, x: &Tensor) -> TResult<Tensor> {
         x.f_linear(&self.ws, Some(&self.bs))
@@ -194,9 +213,9 @@ impl BasicBlock {
             (lo, cout - cin - lo)
         });
         BasicBlock {
-            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, 1, 1),
+            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, 1, 1, FanIn),
             bn1: Bn::new(&p / "bn1", cout),
-            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, 1, 1),
+            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, 1, 1, FanIn),
             bn2: Bn::new(&p / "bn2", cout),
             stride,
             pad,
@@ -239,7 +258,7 @@ impl ResNet32 {
                 .collect();
             layers.push(blocks);
         }
-        ResNet32 { conv1: Conv::new(&p / "conv1", in_channels, width, 3, 1, 1, 1), bn1: Bn::new(&p / "bn1", width), layers }
+        ResNet32 { conv1: Conv::new(&p / "conv1", in_channels, width, 3, 1, 1, 1, FanIn), bn1: Bn::new(&p / "bn1", width), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let mut x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
@@ -271,15 +290,15 @@ impl Bottleneck {
         let cout = planes * 4;
         let downsample = (stride != 1 || cin != cout).then(|| {
             let d = &p / "downsample";
-            (Conv::new(&d / "0", cin, cout, 1, stride, 0, 1), Bn::new(&d / "1", cout))
+            (Conv::new(&d / "0", cin, cout, 1, stride, 0, 1, FanOut), Bn::new(&d / "1", cout))
         });
         Bottleneck {
-            conv1: Conv::new(&p / "conv1", cin, width, 1, 1, 0, 1),
+            conv1: Conv::new(&p / "conv1", cin, width, 1, 1, 0, 1, FanOut),
             bn1: Bn::new(&p / "bn1", width),
             // torchvision v1.5: the stride sits on the 3×3 convolution.
-            conv2: Conv::new(&p / "conv2", width, width, 3, stride, 1, groups),
+            conv2: Conv::new(&p / "conv2", width, width, 3, stride, 1, groups, FanOut),
             bn2: Bn::new(&p / "bn2", width),
-            conv3: Conv::new(&p / "conv3", width, cout, 1, 1, 0, 1),
+            conv3: Conv::new(&p / "conv3", width, cout, 1, 1, 0, 1, FanOut),
             bn3: Bn::new(&p / "bn3", cout),
             downsample,
         }
@@ -318,7 +337,7 @@ impl ResNetImageNet {
                 .collect();
             layers.push(blocks);
         }
-        ResNetImageNet { conv1: Conv::new(&p / "conv1", in_channels, 64, 7, 2, 3, 1), bn1: Bn::new(&p / "bn1", 64), layers }
+        ResNetImageNet { conv1: Conv::new(&p / "conv1", in_channels, 64, 7, 2, 3, 1, FanOut), bn1: Bn::new(&p / "bn1", 64), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
@@ -401,12 +420,18 @@ impl GlmcNet {
             Arch::ResNeXt50_32x4d => Encoder::ImageNet(ResNetImageNet::new(ep, 32, 4, config.in_channels)),
         };
         let h = config.arch.feature_dim();
+        // The authors' init: `_weights_init` re-initialises every Linear of
+        // the CIFAR model; the ImageNet model leaves them at nn.Linear's.
+        let li = match config.arch {
+            Arch::ResNet32 { .. } => LinearInit::KaimingNormal,
+            Arch::ResNet50 | Arch::ResNeXt50_32x4d => LinearInit::Default,
+        };
         Ok(GlmcNet {
             encoder,
-            head: Linear::new(p / "head", h, config.num_classes),
-            head_cb: Linear::new(p / "head_cb", h, config.num_classes),
-            proj: Linear::new(p / "proj", h, d),
-            pred: Linear::new(p / "pred", d, d),
+            head: Linear::new(p / "head", h, config.num_classes, li),
+            head_cb: Linear::new(p / "head_cb", h, config.num_classes, li),
+            proj: Linear::new(p / "proj", h, d, li),
+            pred: Linear::new(p / "pred", d, d, li),
             config,
         })
     }
@@ -457,5 +482,91 @@ impl nn::ModuleT for GlmcNet {
             Ok(o) => o.logits_cb,
             Err(e) => panic!("GlmcNet::forward_t: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::VarStore;
+    use tch::{Device, Kind};
+
+    /// Sample standard deviation, and the tolerance for it: 6 standard errors
+    /// of a normal sample's std (≈ σ/√(2n)), so the check fails by chance
+    /// about once in 10⁹ runs while the default and Kaiming scales (2.45×
+    /// apart) stay far outside each other's band.
+    fn std_and_tol(t: &Tensor) -> (f64, f64) {
+        let n = t.numel() as f64;
+        let s = t.to_kind(Kind::Double).std(true).double_value(&[]);
+        (s, 6.0 / (2.0 * n).sqrt())
+    }
+
+    fn vars(arch: Arch, classes: i64, in_channels: i64) -> Vec<(String, Tensor)> {
+        let vs = VarStore::new(Device::Cpu);
+        let _net = GlmcNet::try_new(&vs.root(), ModelConfig::new(arch, classes).with_in_channels(in_channels)).unwrap();
+        let mut v: Vec<_> = vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The authors' `_weights_init` (model/ResNet_cifar.py), applied by
+    /// `self.apply(_weights_init)` to every module of ResNet_modify:
+    /// ```python
+    /// if isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d):
+    ///     init.kaiming_normal_(m.weight)
+    /// ```
+    /// so every conv and every Linear weight (fc, fc_cb, projection_head,
+    /// contrast_head) has std √(2 / fan_in); biases keep nn.Linear's
+    /// U(±1/√fan_in); BatchNorm starts at (1, 0).
+    #[test]
+    fn resnet32_weights_follow_the_authors_weights_init() {
+        let mut checked = 0;
+        let vs = vars(Arch::ResNet32 { width: 16 }, 10, 1);
+        let fan_in_of = |prefix: &str| vs.iter().find(|(n, _)| *n == format!("{prefix}.weight")).map(|(_, w)| w.size()[1]);
+        for (name, t) in &vs {
+            let size = t.size();
+            if name.ends_with(".weight") && size.len() >= 2 {
+                let fan_in = size[1..].iter().product::<i64>() as f64;
+                let want = (2.0 / fan_in).sqrt();
+                let (got, tol) = std_and_tol(t);
+                assert!((got / want - 1.0).abs() < tol, "{name}: std {got:.5}, kaiming_normal_ gives {want:.5}");
+                checked += 1;
+            } else if let Some(prefix) = name.strip_suffix(".bias").filter(|p| !p.contains("bn")) {
+                let bound = 1.0 / (fan_in_of(prefix).unwrap() as f64).sqrt();
+                assert!(t.abs().max().double_value(&[]) <= bound, "{name} outside U(±1/√fan_in)");
+            }
+        }
+        // 31 convolutions + 4 Linear weights.
+        assert_eq!(checked, 35);
+    }
+
+    /// The authors' ImageNet model (model/Resnet_LT.py):
+    /// ```python
+    /// if isinstance(m, nn.Conv2d):
+    ///     nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+    /// ```
+    /// and nn.Linear's default for the heads.
+    #[test]
+    fn resnext50_convolutions_are_fan_out_and_heads_keep_the_linear_default() {
+        let mut convs = 0;
+        for (name, t) in vars(Arch::ResNeXt50_32x4d, 10, 3) {
+            let size = t.size();
+            if !name.ends_with(".weight") || size.len() < 2 {
+                continue;
+            }
+            let (got, tol) = std_and_tol(&t);
+            if size.len() == 4 {
+                let fan_out = (size[0] * size[2] * size[3]) as f64;
+                let want = (2.0 / fan_out).sqrt();
+                assert!((got / want - 1.0).abs() < tol, "{name}: std {got:.6}, fan-out kaiming gives {want:.6}");
+                convs += 1;
+            } else {
+                let bound = 1.0 / (size[1] as f64).sqrt();
+                let want = bound / 3f64.sqrt();
+                assert!((got / want - 1.0).abs() < tol, "{name}: std {got:.6}, U(±1/√in) gives {want:.6}");
+                assert!(t.abs().max().double_value(&[]) <= bound);
+            }
+        }
+        assert_eq!(convs, 53);
     }
 }

@@ -200,6 +200,13 @@ pub enum LrSchedule {
     /// `E − W`: `lr·½(1 + cos(π·(e − W)/(E − W)))` (ImageNet-LT, iNaturalist:
     /// W = 10).
     WarmupCosine { warmup_epochs: usize },
+    /// The authors' ImageNet-LT / iNaturalist schedule, exactly:
+    /// `paco_adjust_learning_rate(epoch)` in their Trainer.py runs *after*
+    /// epoch `epoch` and sets the next epoch's rate, so epoch 0 trains at the
+    /// full `lr`, epoch `k ≤ W + 1` at `lr·k/W` (epoch W + 1 at 1.1·lr with
+    /// W = 10: their `epoch <= warmup_epochs` test is inclusive), and epoch
+    /// `k > W + 1` at `lr·½(1 + cos(π·(k − W)/(E − W + 1)))`.
+    Paco { warmup_epochs: usize },
 }
 
 impl LrSchedule {
@@ -222,6 +229,55 @@ impl LrSchedule {
                     cosine(epoch - w, epochs.saturating_sub(w))
                 }
             }
+            LrSchedule::Paco { warmup_epochs: w } => {
+                // The rate set after epoch `e = epoch − 1`.
+                match epoch.checked_sub(1) {
+                    None => base,
+                    Some(e) if e <= w => base / w.max(1) as f64 * (e + 1) as f64,
+                    Some(e) => base * 0.5 * (1.0 + (std::f64::consts::PI * (e - w + 1) as f64 / (epochs - w + 1) as f64).cos()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LrSchedule;
+
+    /// The authors' schedule (GLMC-2023/Trainer.py), called after each epoch:
+    ///
+    /// ```python
+    /// def paco_adjust_learning_rate(self, optimizer, epoch, args):
+    ///     warmup_epochs = 10
+    ///     lr = self.lr
+    ///     if epoch <= warmup_epochs:
+    ///         lr = self.lr / warmup_epochs * (epoch + 1)
+    ///     else:  # cosine lr schedule
+    ///         lr *= 0.5 * (1. + math.cos(math.pi * (epoch - warmup_epochs + 1) / (self.epochs - warmup_epochs + 1)))
+    /// ```
+    ///
+    /// Rates per 0-based training epoch for lr 0.1, E = 135 (ImageNet-LT),
+    /// printed by running that function in Python after each epoch.
+    #[test]
+    fn paco_matches_the_authors_per_epoch_table() {
+        let table = [
+            (0, 0.1),
+            (1, 0.01),
+            (2, 0.02),
+            (9, 0.09),
+            (10, 0.1),
+            (11, 0.11),
+            (12, 0.09993784606094612),
+            (13, 0.099860189859059),
+            (70, 0.05373650467932122),
+            (133, 0.00013981014094099353),
+            (134, 6.215393905388278e-05),
+        ];
+        let s = LrSchedule::Paco { warmup_epochs: 10 };
+        for (e, want) in table {
+            let got = s.lr(0.1, e, 135);
+            assert!((got - want).abs() <= 1e-15, "epoch {e}: {got} vs {want}");
         }
     }
 }

@@ -127,6 +127,12 @@ pub struct TrainSection {
     pub seed: u64,
     #[serde(default)]
     pub method: Method,
+    /// Drop each epoch's last partial batch. Off by default, as the
+    /// authors' DataLoaders (`drop_last=False`): the last instance batch is
+    /// short and the class-weighted batch is cut to its size. A last batch
+    /// of one image is always dropped (BatchNorm cannot train on it).
+    #[serde(default)]
+    pub drop_last: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,7 +144,7 @@ pub struct OptimSection {
     pub weight_decay: f64,
     #[serde(default)]
     pub schedule: ScheduleName,
-    /// Linear warm-up epochs for `warmup_cosine` (default 10).
+    /// Warm-up epochs for `warmup_cosine` and `paco` (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<usize>,
 }
@@ -154,6 +160,8 @@ pub enum ScheduleName {
     #[default]
     Cosine,
     WarmupCosine,
+    /// The authors' `paco_adjust_learning_rate` (ImageNet-LT, iNaturalist).
+    Paco,
 }
 
 impl OptimSection {
@@ -165,6 +173,7 @@ impl OptimSection {
             ScheduleName::Constant => LrSchedule::Constant,
             ScheduleName::Cosine => LrSchedule::Cosine,
             ScheduleName::WarmupCosine => LrSchedule::WarmupCosine { warmup_epochs: self.warmup_epochs.unwrap_or(10) },
+            ScheduleName::Paco => LrSchedule::Paco { warmup_epochs: self.warmup_epochs.unwrap_or(10) },
         }
     }
 }
@@ -434,7 +443,7 @@ impl FinetuneSection {
     pub fn schedule(&self) -> LrSchedule {
         match self.schedule {
             ScheduleName::Constant => LrSchedule::Constant,
-            ScheduleName::Cosine | ScheduleName::WarmupCosine => LrSchedule::Cosine,
+            ScheduleName::Cosine | ScheduleName::WarmupCosine | ScheduleName::Paco => LrSchedule::Cosine,
         }
     }
     pub fn every(&self) -> ProjectEvery {
@@ -455,7 +464,7 @@ impl FinetuneSection {
         if !(0.0..1.0).contains(&self.momentum) || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad("finetune", "momentum must be in [0, 1) and weight_decay >= 0".into());
         }
-        if self.schedule == ScheduleName::WarmupCosine {
+        if matches!(self.schedule, ScheduleName::WarmupCosine | ScheduleName::Paco) {
             return bad("finetune.schedule", "constant or cosine (no warm-up for fine-tuning)".into());
         }
         if self.batch_size == Some(0) {
@@ -529,6 +538,9 @@ impl Recipe {
         }
         if !(0.0..1.0).contains(&self.optim.momentum) || self.optim.weight_decay < 0.0 {
             return bad("optim", "momentum must be in [0, 1) and weight_decay >= 0".into());
+        }
+        if self.optim.schedule == ScheduleName::Paco && self.optim.warmup_epochs == Some(0) {
+            return bad("optim.warmup_epochs", "must be >= 1 for the paco schedule".into());
         }
         if !(self.glmc.beta > 0.0) || self.glmc.kappa < 0.0 {
             return bad("glmc", "beta must be > 0 and kappa >= 0".into());

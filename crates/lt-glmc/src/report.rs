@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GlmcError, Result};
 use crate::metrics::EvalReport;
 use crate::recipe::Recipe;
-use crate::train::EpochRecord;
+use crate::train::{EpochRecord, EvalSummary};
 
 pub const REPORT_MD: &str = "report.md";
 pub const REPORT_JSON: &str = "report.json";
@@ -328,7 +328,7 @@ fn draw_per_class<DB: DrawingBackend>(
         .y_label_offset(Y_LABEL_SHIFT)
         .draw()?;
     let mut thresholds = false;
-    for th in [t.many_above as f64 + 0.5, t.few_below as f64 - 0.5] {
+    for th in [t.many_above as f64 + 0.5, t.few_at_most as f64 + 0.5] {
         if th > xa && th < xb {
             chart.draw_series(DashedLineSeries::new(vec![(th, -ACC_PAD), (th, 1.0 + ACC_PAD)], 6, 5, BLACK.stroke_width(1)))?;
             thresholds = true;
@@ -357,8 +357,8 @@ fn draw_per_class<DB: DrawingBackend>(
     let mut entries = Vec::new();
     let groups = [
         (format!("many (> {})", t.many_above), BLUE),
-        (format!("medium ({}–{})", t.few_below, t.many_above), ORANGE),
-        (format!("few (< {})", t.few_below), RED),
+        (format!("medium ({}–{})", t.few_at_most + 1, t.many_above), ORANGE),
+        (format!("few (≤ {})", t.few_at_most), RED),
     ];
     for ((name, col), shown) in groups.into_iter().zip(present) {
         if shown {
@@ -553,10 +553,10 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
         recipe.train.seed,
         info.device,
     );
-    let _ = writeln!(md, "| top-1 | top-5 | many | medium | few | ECE |\n|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| | top-1 | top-5 | many | medium | few | ECE |\n|---|---|---|---|---|---|---|");
     let _ = writeln!(
         md,
-        "| {} | {} | {} | {} | {} | {} |\n",
+        "| last epoch | {} | {} | {} | {} | {} | {} |",
         pct(Some(eval.top1)),
         pct(Some(eval.top5)),
         pct(eval.many),
@@ -564,17 +564,37 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
         pct(eval.few),
         pct(Some(eval.ece))
     );
+    let best = best_epoch(records);
+    if let Some((e, b)) = best {
+        let _ = writeln!(
+            md,
+            "| best epoch ({}) | {} | {} | {} | {} | {} | {} |",
+            e + 1,
+            pct(Some(b.top1)),
+            pct(Some(b.top5)),
+            pct(b.many),
+            pct(b.medium),
+            pct(b.few),
+            pct(Some(b.ece))
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n*last epoch* is the model this run ends with (and its checkpoint); *best epoch* is the evaluated epoch \
+         with the highest top-1, which the authors' code also logs (`Best Prec@1`). Selecting it looks at the test \
+         set, so quote the last epoch as the result.\n"
+    );
     let _ = writeln!(
         md,
         "Accuracies in %, on {} test images. Groups by training images per class: many > {} ({} classes), \
-         medium {}–{} ({}), few < {} ({}); a group's accuracy is the mean over its classes.\n",
+         medium {}–{} ({}), few ≤ {} ({}); a group's accuracy is the mean over its classes.\n",
         eval.samples,
         t.many_above,
         eval.groups.many.len(),
-        t.few_below,
+        t.few_at_most + 1,
         t.many_above,
         eval.groups.medium.len(),
-        t.few_below,
+        t.few_at_most,
         eval.groups.few.len()
     );
     let _ = writeln!(md, "## Per class\n\n![per-class accuracy against training frequency]({PER_CLASS_PNG})\n");
@@ -625,10 +645,27 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
     let p = out.join(REPORT_MD);
     std::fs::write(&p, &md).map_err(|source| GlmcError::Io { path: p.clone(), source })?;
     let j = out.join(REPORT_JSON);
-    let body = serde_json::json!({ "info": info, "final": eval });
+    let body = serde_json::json!({
+        "info": info,
+        "final": eval,
+        "best": best.map(|(e, b)| serde_json::json!({ "epoch": e, "test": b })),
+    });
     std::fs::write(&j, serde_json::to_vec_pretty(&body).map_err(|source| GlmcError::Json { path: j.clone(), source })?)
         .map_err(|source| GlmcError::Io { path: j.clone(), source })?;
     Ok(md)
+}
+
+/// The evaluated epoch with the highest top-1 (the first one on ties), as
+/// the authors' `best_acc1`; `None` when no epoch was evaluated.
+pub fn best_epoch(records: &[EpochRecord]) -> Option<(usize, EvalSummary)> {
+    records
+        .iter()
+        .filter_map(|r| r.test.map(|t| (r.epoch, t)))
+        .filter(|(_, t)| t.top1.is_finite())
+        .fold(None, |best: Option<(usize, EvalSummary)>, (e, t)| match best {
+            Some((_, b)) if b.top1 >= t.top1 => best,
+            _ => Some((e, t)),
+        })
 }
 
 /// Redraws a run directory's two plots from what the run wrote
@@ -658,7 +695,6 @@ pub fn replot(run: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::EvalSummary;
 
     fn rgb(c: RGBColor) -> [u8; 3] {
         [c.0, c.1, c.2]
@@ -673,6 +709,20 @@ mod tests {
     /// Dark (text or line) pixels, anti-aliased ones included.
     fn dark(img: &RgbImage, xs: std::ops::Range<u32>, ys: std::ops::Range<u32>) -> usize {
         img.enumerate_pixels().filter(|(x, y, p)| xs.contains(x) && ys.contains(y) && p.0.iter().all(|&v| v < 140)).count()
+    }
+
+    #[test]
+    fn best_epoch_is_the_highest_evaluated_top1_first_on_ties() {
+        let recs = vec![
+            record(0, None, None, Some(eval(0.4))),
+            record(1, None, None, None),
+            record(2, None, None, Some(eval(0.7))),
+            record(3, None, None, Some(eval(0.7))),
+            record(4, None, None, Some(eval(0.6))),
+        ];
+        let (e, b) = best_epoch(&recs).unwrap();
+        assert_eq!((e, b.top1), (2, 0.7));
+        assert!(best_epoch(&recs[1..2]).is_none());
     }
 
     fn record(epoch: usize, rb: Option<f64>, con: Option<f64>, test: Option<EvalSummary>) -> EpochRecord {
@@ -860,7 +910,7 @@ mod tests {
         plot_curves(&dir.join("curves_single.png"), &[record(0, Some(0.7), Some(-0.3), Some(eval(0.35)))]).unwrap();
         let few_decades: Vec<usize> = (0..12).map(|k| 300 - 20 * k).chain([40; 4]).collect();
         let acc: Vec<_> = (0..16).map(|k| Some(0.95 - 0.05 * k as f64)).collect();
-        plot_per_class(&dir.join("per_class_narrow.png"), &few_decades, &acc, GroupThresholds { many_above: 200, few_below: 60 }).unwrap();
+        plot_per_class(&dir.join("per_class_narrow.png"), &few_decades, &acc, GroupThresholds { many_above: 200, few_at_most: 59 }).unwrap();
         plot_per_class(&dir.join("per_class_none.png"), &[5, 50], &[None, None], GroupThresholds::default()).unwrap();
     }
 }

@@ -152,7 +152,7 @@ pub fn default_recipe(ds: &Dataset) -> Recipe {
     let (model, train, optim, glmc, augment) = if small {
         (
             ModelSection { arch: crate::recipe::ArchName::Resnet32, width: None, proj_dim: None, in_channels: None },
-            TrainSection { epochs: 200, batch_size: 64, seed: 0, method: Method::Glmc },
+            TrainSection { epochs: 200, batch_size: 64, seed: 0, method: Method::Glmc, drop_last: false },
             OptimSection { lr: 0.01, momentum: 0.9, weight_decay: 5e-3, schedule: Default::default(), warmup_epochs: None },
             GlmcSection { q: 0.0, p: 1.2, kappa: 1.0, ..Default::default() },
             "cifar",
@@ -160,12 +160,12 @@ pub fn default_recipe(ds: &Dataset) -> Recipe {
     } else {
         (
             ModelSection { arch: crate::recipe::ArchName::Resnext50_32x4d, width: None, proj_dim: None, in_channels: None },
-            TrainSection { epochs: 135, batch_size: 120, seed: 0, method: Method::Glmc },
+            TrainSection { epochs: 135, batch_size: 120, seed: 0, method: Method::Glmc, drop_last: false },
             OptimSection {
                 lr: 0.1,
                 momentum: 0.9,
                 weight_decay: 2e-4,
-                schedule: crate::recipe::ScheduleName::WarmupCosine,
+                schedule: crate::recipe::ScheduleName::Paco,
                 warmup_epochs: Some(10),
             },
             GlmcSection { q: 0.2, p: 1.0, kappa: 10.0, ..Default::default() },
@@ -687,6 +687,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             .with_workers(workers(&recipe.loader))
             .with_pool_size(recipe.loader.pool_size)
             .with_sampler(sampler)
+            .with_drop_last(drop_last(recipe, ds.train.len()))
             .with_channels(s.in_channels as u8)
             .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
             .with_epochs(stop as u64)
@@ -706,7 +707,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 let batch = next_batch(&mut loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, opts.device)?;
                 let terms = if glmc {
-                    glmc_terms(&s, &x, &y, b, &mut rng, recipe, &loss_cfg, alpha, &prec)?
+                    // B instance + B class-weighted slots (fewer in a last partial batch).
+                    glmc_terms(&s, &x, &y, batch.slots() / 2, &mut rng, recipe, &loss_cfg, alpha, &prec)?
                 } else {
                     let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
                     prec.forward(|| loss::cross_entropy_loss(&s.net, &xn, &y))?
@@ -731,6 +733,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                     }
                 };
                 let v = terms.values()?;
+                let images = if glmc { batch.slots() / 2 } else { batch.slots() };
                 drop(batch); // the device copy and the step are done: recycle the buffer
                 if was_skipped {
                     acc.skipped();
@@ -738,7 +741,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                     acc.applied(i, &v);
                 }
                 step += 1;
-                obs.step(v.total, b);
+                obs.step(v.total, images);
             }
             acc.end_training();
             let done = epoch + 1;
@@ -766,6 +769,12 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
     }
     Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds })
+}
+
+/// Whether the training loader drops the last partial batch: as the recipe
+/// says, and always when it would hold a single image.
+pub(crate) fn drop_last(recipe: &Recipe, rows: usize) -> bool {
+    recipe.train.drop_last || rows % recipe.train.batch_size == 1
 }
 
 /// The resume check that `state` was saved on the data of `ds` (dataset

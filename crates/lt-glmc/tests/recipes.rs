@@ -56,7 +56,7 @@ fn recipes_hold_the_published_hyper_parameters() {
             assert_eq!(r.optim.schedule(), LrSchedule::Cosine);
         } else {
             assert_eq!(r.model.arch().unwrap(), Arch::ResNeXt50_32x4d, "{name}");
-            assert_eq!(r.optim.schedule(), LrSchedule::WarmupCosine { warmup_epochs: 10 });
+            assert_eq!(r.optim.schedule(), LrSchedule::Paco { warmup_epochs: 10 });
             assert_eq!(r.normalize.as_ref().unwrap().mean, vec![0.485, 0.456, 0.406]);
         }
     }

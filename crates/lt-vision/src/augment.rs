@@ -1,4 +1,6 @@
-//! Augmentation kernels and the four pipelines of DESIGN §3.
+//! Augmentation kernels and the pipelines of DESIGN §3 (plus
+//! `imagenet-randncls`, the GLMC authors' earlier ImageNet-LT /
+//! iNaturalist pipeline with timm's RandAugment, see [`RandnclsSpec`]).
 //!
 //! Every kernel works on interleaved HWC `u8` buffers; a pipeline ends by
 //! writing one view as planar CHW `u8` into a caller-owned slice (a slot of a
@@ -512,6 +514,113 @@ impl Default for RandAugmentSpec {
     }
 }
 
+/// `imagenet-randncls`: the GLMC authors' `augmentation_randncls`, their
+/// ImageNet-LT and iNaturalist 2018 training pipeline before commit df7e2da
+/// (`GLMC-2023/utils/util.py`, `get_transform`):
+///
+/// ```python
+/// ra_params = dict(translate_const=int(224 * 0.45), img_mean=(124, 116, 104))
+/// transforms.RandomResizedCrop(224, scale=(0.08, 1.)),
+/// transforms.RandomHorizontalFlip(),
+/// transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.0)], p=1.0),
+/// rand_augment_transform('rand-n{}-m{}-mstd0.5'.format(2, 10), ra_params),
+/// transforms.ToTensor(), normalize,
+/// ```
+///
+/// ColorJitter and RandAugment run with PIL's kernels, bit-exact
+/// ([`crate::augment_timm`]); the crop's resize is this crate's antialiased
+/// bilinear (within one level of PIL's). That code chose *once per process*
+/// (`r = random.random()` in `get_transform`, `if r < 0.5`) between this
+/// pipeline and the MoCo-style one (`imagenet` here), so a run trained with
+/// one of the two for all epochs; this is the randncls branch only. The
+/// iNaturalist branch is identical here (its different `Normalize` happens
+/// on the device; `img_mean` is ImageNet's in both), and `translate_const`
+/// only reaches the absolute translations, which timm's `rand` op list
+/// does not contain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandnclsSpec {
+    #[serde(default = "default_size")]
+    pub size: u32,
+    #[serde(default = "default_scale")]
+    pub scale: (f64, f64),
+    #[serde(default = "default_ratio")]
+    pub ratio: (f64, f64),
+    #[serde(default = "default_flip")]
+    pub flip: f64,
+    /// ColorJitter (brightness, contrast, saturation), PIL kernels; hue 0.
+    #[serde(default = "default_jitter")]
+    pub jitter: [f32; 3],
+    /// Probability of applying ColorJitter (authors: 1.0).
+    #[serde(default = "one")]
+    pub jitter_p: f64,
+    /// RandAugment ops per image (`n`).
+    #[serde(default = "default_n")]
+    pub n: u32,
+    /// RandAugment magnitude level (`m`, out of 10).
+    #[serde(default = "default_timm_m")]
+    pub m: f64,
+    /// Std-dev of the per-op Gaussian noise on the level (`mstd`).
+    #[serde(default = "default_mstd")]
+    pub mstd: f64,
+    /// Probability that a picked op is applied (timm's `prob`).
+    #[serde(default = "default_op_prob")]
+    pub op_prob: f64,
+    /// Fill of rotate/shear/translate (`img_mean` = round(255 · ImageNet mean)).
+    #[serde(default = "default_img_mean")]
+    pub img_mean: [u8; 3],
+    /// Filter of the geometric ops: random (bilinear or bicubic per op,
+    /// timm's default), bilinear or bicubic.
+    #[serde(default)]
+    pub interpolation: crate::augment_timm::Interpolation,
+}
+
+fn default_timm_m() -> f64 {
+    10.0
+}
+fn default_mstd() -> f64 {
+    0.5
+}
+fn default_op_prob() -> f64 {
+    0.5
+}
+fn default_img_mean() -> [u8; 3] {
+    [124, 116, 104]
+}
+
+impl Default for RandnclsSpec {
+    fn default() -> Self {
+        RandnclsSpec {
+            size: 224,
+            scale: default_scale(),
+            ratio: default_ratio(),
+            flip: 0.5,
+            jitter: default_jitter(),
+            jitter_p: 1.0,
+            n: 2,
+            m: 10.0,
+            mstd: 0.5,
+            op_prob: 0.5,
+            img_mean: default_img_mean(),
+            interpolation: crate::augment_timm::Interpolation::Random,
+        }
+    }
+}
+
+impl RandnclsSpec {
+    /// The RandAugment part as a [`crate::augment_timm::TimmRandAugment`].
+    pub fn rand_augment(&self) -> crate::augment_timm::TimmRandAugment {
+        crate::augment_timm::TimmRandAugment {
+            n: self.n,
+            magnitude: self.m,
+            magnitude_std: self.mstd,
+            prob: self.op_prob,
+            fill: self.img_mean,
+            interpolation: self.interpolation,
+        }
+    }
+}
+
 /// Evaluation: resize the shorter side, then center crop; both optional
 /// (neither = identity, used for 32×32 data).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -531,7 +640,7 @@ impl EvalSpec {
 }
 
 /// A named augmentation pipeline, as written in recipes
-/// (`kind = "cifar" | "imagenet" | "randaugment" | "eval"`).
+/// (`kind = "cifar" | "imagenet" | "randaugment" | "imagenet-randncls" | "eval"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Pipeline {
@@ -540,8 +649,15 @@ pub enum Pipeline {
     ImageNet(ImageNetSpec),
     #[serde(rename = "randaugment")]
     RandAugment(RandAugmentSpec),
+    /// The GLMC authors' earlier ImageNet-LT / iNaturalist pipeline with
+    /// timm's RandAugment ([`RandnclsSpec`]).
+    #[serde(rename = "imagenet-randncls")]
+    Randncls(RandnclsSpec),
     Eval(EvalSpec),
 }
+
+/// Every name [`Pipeline::by_name`] accepts.
+pub const PIPELINE_NAMES: [&str; 6] = ["cifar", "imagenet", "randaugment", "imagenet-randncls", "eval", "eval-identity"];
 
 impl Pipeline {
     /// The pipeline by its short name with default parameters.
@@ -550,11 +666,13 @@ impl Pipeline {
             "cifar" => Pipeline::Cifar(CifarSpec::default()),
             "imagenet" => Pipeline::ImageNet(ImageNetSpec::default()),
             "randaugment" => Pipeline::RandAugment(RandAugmentSpec::default()),
+            "imagenet-randncls" => Pipeline::Randncls(RandnclsSpec::default()),
             "eval" => Pipeline::Eval(EvalSpec::imagenet()),
             "eval-identity" => Pipeline::Eval(EvalSpec::default()),
             other => {
                 return Err(VisionError::Invalid(format!(
-                    "unknown pipeline {other:?} (expected cifar, imagenet, randaugment, eval, eval-identity)"
+                    "unknown pipeline {other:?} (expected {})",
+                    PIPELINE_NAMES.join(", ")
                 )))
             }
         })
@@ -567,12 +685,19 @@ impl Pipeline {
             Pipeline::Cifar(s) => s.size.map(|v| (v, v)).unwrap_or(src),
             Pipeline::ImageNet(s) => (s.size, s.size),
             Pipeline::RandAugment(s) => (s.size, s.size),
+            Pipeline::Randncls(s) => (s.size, s.size),
             Pipeline::Eval(s) => match (s.resize, s.crop) {
                 (_, Some(c)) => (c, c),
                 (Some(r), None) => shorter_side_size(src.0, src.1, r),
                 (None, None) => src,
             },
         }
+    }
+
+    /// True for the photo pipelines that always produce RGB views (a loader
+    /// without an explicit channel count should use 3 for them).
+    pub fn rgb_output(&self) -> bool {
+        matches!(self, Pipeline::ImageNet(_) | Pipeline::RandAugment(_) | Pipeline::Randncls(_))
     }
 
     /// True when the output size depends on the source size.
@@ -616,6 +741,27 @@ impl Pipeline {
                 }
                 Ok(())
             }
+            Pipeline::Randncls(s) => {
+                prob(s.flip, "imagenet-randncls.flip")?;
+                prob(s.jitter_p, "imagenet-randncls.jitter_p")?;
+                prob(s.op_prob, "imagenet-randncls.op_prob")?;
+                if !(s.scale.0 > 0.0 && s.scale.0 <= s.scale.1 && s.ratio.0 > 0.0 && s.ratio.0 <= s.ratio.1) {
+                    return bad(format!("imagenet-randncls: bad scale {:?} or ratio {:?}", s.scale, s.ratio));
+                }
+                if s.size == 0 || s.jitter.iter().any(|j| !(0.0..=1.0).contains(j)) {
+                    return bad(format!(
+                        "imagenet-randncls: size must be > 0 and jitter in [0, 1], got {} {:?}",
+                        s.size, s.jitter
+                    ));
+                }
+                if !(s.m.is_finite() && s.m >= 0.0 && s.mstd.is_finite() && s.mstd >= 0.0) || s.n > 16 {
+                    return bad(format!(
+                        "imagenet-randncls: m and mstd must be finite and >= 0 and n <= 16, got m={} mstd={} n={}",
+                        s.m, s.mstd, s.n
+                    ));
+                }
+                Ok(())
+            }
             Pipeline::Eval(s) => {
                 if s.resize == Some(0) || s.crop == Some(0) {
                     return bad("eval: sizes must be > 0".into());
@@ -655,6 +801,7 @@ pub struct Augmenter {
     hwc: Vec<u8>,
     hwc2: Vec<u8>,
     tmp: Vec<f32>,
+    plan: Vec<crate::augment_timm::AppliedOp>,
 }
 
 impl Augmenter {
@@ -664,7 +811,15 @@ impl Augmenter {
         if channels != 1 && channels != 3 {
             return Err(VisionError::Invalid(format!("channels must be 1 or 3, got {channels}")));
         }
-        Ok(Augmenter { pipeline, channels, resizer: fr::Resizer::new(), hwc: Vec::new(), hwc2: Vec::new(), tmp: Vec::new() })
+        Ok(Augmenter {
+            pipeline,
+            channels,
+            resizer: fr::Resizer::new(),
+            hwc: Vec::new(),
+            hwc2: Vec::new(),
+            tmp: Vec::new(),
+            plan: Vec::new(),
+        })
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -739,6 +894,24 @@ impl Augmenter {
                     s.m,
                     rng,
                 );
+                write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
+            }
+            Pipeline::Randncls(s) => {
+                // torchvision draws in this order: crop, flip, RandomApply,
+                // ColorJitter's order and factors, then RandAugment.
+                let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
+                let flip = rng.bernoulli(s.flip);
+                resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
+                // Rotate/shear/translate are not mirror-symmetric: flip first,
+                // as the authors' Compose does.
+                if flip {
+                    flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
+                }
+                if rng.bernoulli(s.jitter_p) {
+                    let jp = jitter_params(rng, s.jitter);
+                    crate::augment_timm::color_jitter_pil(&mut self.hwc, c, &jp);
+                }
+                s.rand_augment().apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
                 write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
             }
             Pipeline::Eval(s) => {
@@ -1005,7 +1178,7 @@ mod tests {
     #[test]
     fn crops_stay_inside_for_every_pipeline() {
         let img = pattern(64, 48, 3);
-        for name in ["cifar", "imagenet", "randaugment", "eval"] {
+        for name in ["cifar", "imagenet", "randaugment", "imagenet-randncls", "eval"] {
             let mut p = Pipeline::by_name(name).unwrap();
             if let Pipeline::Cifar(s) = &mut p {
                 s.size = Some(32);

@@ -149,8 +149,23 @@ fn sharpness(px: &mut [u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize,
     if w < 3 || h < 3 {
         return;
     }
+    smooth3x3(px, scratch, w, h, c);
+    for (o, d) in px.iter_mut().zip(scratch.iter()) {
+        *o = ((f * *o as f32 + (1.0 - f) * *d as f32).clamp(0.0, 255.0) + 0.5) as u8;
+    }
+}
+
+/// `scratch` = `px` filtered with PIL's `ImageFilter.SMOOTH`
+/// (`[[1,1,1],[1,5,1],[1,1,1]] / 13`, rounded to nearest) on the interior;
+/// the one-pixel border is copied, as PIL's `ImagingFilter3x3` does.
+/// Integer sums are exact: `s / 13` is never within PIL's float error of a
+/// rounding tie (the nearest fractions are 6/13 and 7/13).
+pub(crate) fn smooth3x3(px: &[u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize) {
     scratch.clear();
     scratch.extend_from_slice(px);
+    if w < 3 || h < 3 {
+        return;
+    }
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             for ch in 0..c {
@@ -164,9 +179,6 @@ fn sharpness(px: &mut [u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize,
                 scratch[(y * w + x) * c + ch] = ((s as f32 / 13.0 + 0.5) as u32).min(255) as u8;
             }
         }
-    }
-    for (o, d) in px.iter_mut().zip(scratch.iter()) {
-        *o = ((f * *o as f32 + (1.0 - f) * *d as f32).clamp(0.0, 255.0) + 0.5) as u8;
     }
 }
 
@@ -187,8 +199,10 @@ fn autocontrast(px: &mut [u8], c: usize) {
     }
 }
 
-/// torchvision `_equalize_single_image`, per channel.
-fn equalize(px: &mut [u8], c: usize) {
+/// torchvision `_equalize_single_image`, per channel: the same integer
+/// algorithm as PIL's `ImageOps.equalize` (checked against PIL in
+/// tests/timm_randaugment.rs).
+pub(crate) fn equalize(px: &mut [u8], c: usize) {
     for ch in 0..c {
         let mut hist = [0u64; 256];
         for v in px.iter().skip(ch).step_by(c) {

@@ -13,6 +13,7 @@
 
 pub mod augment;
 pub mod augment_randaugment;
+pub mod augment_timm;
 pub mod codec;
 
 /// Errors of the image kernels.

@@ -39,7 +39,7 @@ mod schema;
 mod writer;
 
 pub use atomic::AtomicDir;
-pub use manifest::{sha256_file, ClassInfo, Manifest, ShardInfo, SplitInfo, FORMAT};
+pub use manifest::{sha256_file, ClassInfo, ImageSizeRange, Manifest, ShardInfo, SplitInfo, FORMAT};
 pub use reader::{read_image_parquet, ImageColumns, ImageParquet, ShardSet};
 pub use schema::{hf_features_json, shard_schema, LT_META_KEY};
 pub use writer::{SplitWriter, WriterOptions};
@@ -80,43 +80,54 @@ pub struct Row {
 
 /// Errors of the shard format. Messages name the file (and row or row group
 /// where there is one).
+///
+/// Each variant's message already includes the underlying error's text, so
+/// the wrapped I/O, Parquet or Arrow error is kept in a field (`error`) and
+/// not exposed as `source()`: an anyhow `{:#}` chain then says each cause
+/// once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShardError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parquet {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    #[error("{path}: {source}")]
-    Arrow {
-        path: PathBuf,
-        #[source]
-        source: arrow_schema::ArrowError,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Parquet { path: PathBuf, error: parquet::errors::ParquetError },
+    #[error("{path}: {error}")]
+    Arrow { path: PathBuf, error: arrow_schema::ArrowError },
     #[error("{path}: invalid manifest: {msg}")]
     Manifest { path: PathBuf, msg: String },
+    #[error("{path}: shard listed in manifest.json is missing")]
+    MissingShard { path: PathBuf },
     #[error("{path}: checksum mismatch: manifest says {expected}, file has {actual}")]
     Checksum { path: PathBuf, expected: String, actual: String },
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
+    /// A label outside `0..classes`; `row` counts from 0 within the file.
+    #[error("{path}: row {row}: label {label} is outside 0..{classes} (the dataset has {classes} classes)")]
+    Label { path: PathBuf, row: usize, label: i64, classes: usize },
     #[error("output directory {path} already exists and is not empty; pass --overwrite to replace it")]
     OutputExists { path: PathBuf },
+    #[error("output {path} exists and is not a directory; a build is a directory and never replaces a file (remove it or choose another output path)")]
+    OutputNotDir { path: PathBuf },
+    #[error("output directory {path} is not empty and is not an earlier build (no lt-glmc manifest.json in it); --overwrite only replaces an earlier build, so remove it yourself or choose another output path")]
+    OutputNotABuild { path: PathBuf },
+    /// Creating or replacing the output failed; `what` says which step.
+    #[error("output {path}: {what}: {error}")]
+    Output { path: PathBuf, what: String, error: std::io::Error },
 }
 
 impl ShardError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ShardError::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        ShardError::Io { path: path.into(), error }
     }
     pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ShardError::Format { path: path.into(), msg: msg.into() }
+    }
+    pub(crate) fn parquet(path: impl Into<PathBuf>, error: parquet::errors::ParquetError) -> Self {
+        ShardError::Parquet { path: path.into(), error }
+    }
+    pub(crate) fn arrow(path: impl Into<PathBuf>, error: arrow_schema::ArrowError) -> Self {
+        ShardError::Arrow { path: path.into(), error }
     }
 }
 

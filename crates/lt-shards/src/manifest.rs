@@ -33,6 +33,44 @@ pub struct ShardInfo {
     pub checksum: String,
     /// Rows in each row group, in file order.
     pub row_groups: Vec<usize>,
+    /// Smallest and largest stored image of this file (`height`/`width`
+    /// columns). Absent for an empty file and in manifests written before
+    /// the field existed; see [`Manifest::image_size_range`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size_range: Option<ImageSizeRange>,
+}
+
+/// The range of stored image sizes, in pixels: `min_height..=max_height`
+/// by `min_width..=max_width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSizeRange {
+    pub min_height: u32,
+    pub max_height: u32,
+    pub min_width: u32,
+    pub max_width: u32,
+}
+
+impl ImageSizeRange {
+    /// The range holding one `height` × `width` image.
+    pub fn of(height: u32, width: u32) -> Self {
+        ImageSizeRange { min_height: height, max_height: height, min_width: width, max_width: width }
+    }
+
+    /// The smallest range holding both.
+    pub fn union(self, o: ImageSizeRange) -> Self {
+        ImageSizeRange {
+            min_height: self.min_height.min(o.min_height),
+            max_height: self.max_height.max(o.max_height),
+            min_width: self.min_width.min(o.min_width),
+            max_width: self.max_width.max(o.max_width),
+        }
+    }
+
+    /// True when every image is exactly `height` × `width`.
+    pub fn is_uniform(&self) -> bool {
+        self.min_height == self.max_height && self.min_width == self.max_width
+    }
 }
 
 /// The shards of one split.
@@ -44,6 +82,14 @@ pub struct SplitInfo {
 }
 
 /// The dataset card. Everything needed to reproduce or audit the build.
+///
+/// **Image sizes.** Each shard records the range of its stored image sizes
+/// (`splits.<split>.shards[i].image_size_range`: `min_height`, `max_height`,
+/// `min_width`, `max_width`, in pixels, from the `height`/`width` columns);
+/// [`Manifest::image_size_range`] merges them into the range of a split, so
+/// a trainer can check that a pipeline's crop fits the data before it
+/// starts. The field is optional (`#[serde(default)]`): manifests written
+/// before it existed still load, and report the range as unknown (`None`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -118,6 +164,11 @@ impl Manifest {
                 if s.row_groups.iter().sum::<usize>() != s.rows {
                     return Err(format!("{}: row groups do not add up to {} rows", s.file, s.rows));
                 }
+                if let Some(r) = s.image_size_range {
+                    if r.min_height > r.max_height || r.min_width > r.max_width {
+                        return Err(format!("{}: image_size_range has a minimum above its maximum", s.file));
+                    }
+                }
                 if s.file.contains("..") || Path::new(&s.file).is_absolute() {
                     return Err(format!("shard path {:?} escapes the dataset directory", s.file));
                 }
@@ -135,6 +186,20 @@ impl Manifest {
             .iter()
             .map(|c| if split == Split::Train { c.train } else { c.test })
             .collect()
+    }
+
+    /// Range of the stored image sizes of `split`: the union of its shards'
+    /// [`ShardInfo::image_size_range`]. `None` when the split is absent or
+    /// empty, or when a non-empty shard does not record its range (a
+    /// manifest written before the field existed).
+    pub fn image_size_range(&self, split: Split) -> Option<ImageSizeRange> {
+        let info = self.splits.get(split.as_str())?;
+        let mut out: Option<ImageSizeRange> = None;
+        for s in info.shards.iter().filter(|s| s.rows > 0) {
+            let r = s.image_size_range?;
+            out = Some(out.map_or(r, |o| o.union(r)));
+        }
+        out
     }
 
     pub fn class_names(&self) -> Vec<String> {

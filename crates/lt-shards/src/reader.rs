@@ -21,6 +21,8 @@ pub struct ShardSet {
     manifest: Manifest,
     /// (shard index, row group in shard, first global row, rows) per row group.
     groups: Vec<(usize, usize, usize, usize)>,
+    /// First global row of each shard.
+    shard_first: Vec<usize>,
     meta: Vec<OnceLock<ArrowReaderMetadata>>,
     len: usize,
 }
@@ -40,12 +42,14 @@ impl ShardSet {
             msg: format!("no {} split", split.as_str()),
         })?;
         let mut groups = Vec::new();
+        let mut shard_first = Vec::with_capacity(info.shards.len());
         let mut row = 0;
         for (s, shard) in info.shards.iter().enumerate() {
             let path = dir.join(&shard.file);
             if !path.is_file() {
-                return Err(ShardError::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in manifest.json is missing")));
+                return Err(ShardError::MissingShard { path });
             }
+            shard_first.push(row);
             for (g, &n) in shard.row_groups.iter().enumerate() {
                 groups.push((s, g, row, n));
                 row += n;
@@ -57,6 +61,7 @@ impl ShardSet {
             meta: (0..info.shards.len()).map(|_| OnceLock::new()).collect(),
             manifest,
             groups,
+            shard_first,
             len: row,
         })
     }
@@ -138,7 +143,7 @@ impl ShardSet {
             Some(m) => m.clone(),
             None => {
                 let m = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                    .map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+                    .map_err(|e| ShardError::parquet(path.clone(), e))?;
                 let _ = self.meta[s].set(m.clone());
                 m
             }
@@ -157,11 +162,13 @@ impl ShardSet {
             .with_row_groups(vec![g])
             .with_batch_size(n.max(1))
             .build()
-            .map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+            .map_err(|e| ShardError::parquet(path.clone(), e))?;
         let mut rows = Vec::with_capacity(n);
+        let file_first = first - self.shard_first[s];
+        let classes = self.manifest.classes.len();
         for batch in reader {
-            let batch = batch.map_err(|e| ShardError::Arrow { path: path.clone(), source: e })?;
-            rows_from_batch(&batch, &path, first + rows.len(), &mut rows)?;
+            let batch = batch.map_err(|e| ShardError::arrow(path.clone(), e))?;
+            rows_from_batch(&batch, &path, file_first + rows.len(), Some(classes), &mut rows)?;
         }
         if rows.len() != n {
             return Err(ShardError::format(&path, format!("row group {g} has {} rows, manifest says {n}", rows.len())));
@@ -178,21 +185,55 @@ impl ShardSet {
         Ok(out)
     }
 
-    /// The label column only.
+    /// The label column only, each label checked against the manifest's
+    /// class count (see [`ShardSet::check_labels`]).
     pub fn labels(&self) -> Result<Vec<i64>> {
+        self.read_labels(self.manifest.classes.len())
+    }
+
+    /// Reads the label column of every shard of the split and checks that
+    /// each label lies in `0..num_classes`; returns the per-class histogram.
+    ///
+    /// Call it before training with the model's class count: a label outside
+    /// the range fails here with a [`ShardError::Label`] naming the shard
+    /// file and the row (counted from 0 within that file) instead of
+    /// indexing past a per-class table later. Reads only the label column.
+    pub fn check_labels(&self, num_classes: usize) -> Result<Vec<usize>> {
+        let labels = self.read_labels(num_classes)?;
+        let mut hist = vec![0usize; num_classes];
+        for l in labels {
+            hist[l as usize] += 1;
+        }
+        Ok(hist)
+    }
+
+    fn read_labels(&self, classes: usize) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(self.len);
         for s in 0..self.shards().len() {
             let path = self.shard_path(s);
             let b = self.builder(s)?;
             let mask = parquet::arrow::ProjectionMask::columns(b.parquet_schema(), ["label"]);
-            let reader = b.with_projection(mask).build().map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+            let reader = b.with_projection(mask).build().map_err(|e| ShardError::parquet(path.clone(), e))?;
+            let mut row = 0;
             for batch in reader {
-                let batch = batch.map_err(|e| ShardError::Arrow { path: path.clone(), source: e })?;
+                let batch = batch.map_err(|e| ShardError::arrow(path.clone(), e))?;
                 let col = batch.column_by_name("label").ok_or_else(|| ShardError::format(&path, "no label column"))?;
-                out.extend(int_values(col, &path, "label")?);
+                let labels = int_values(col, &path, "label")?;
+                check_label_range(&labels, &path, row, classes)?;
+                row += labels.len();
+                out.extend(labels);
             }
         }
         Ok(out)
+    }
+}
+
+/// Fails on the first label outside `0..classes`; `first_row` is the file
+/// row of `labels[0]`.
+fn check_label_range(labels: &[i64], path: &Path, first_row: usize, classes: usize) -> Result<()> {
+    match labels.iter().position(|&l| l < 0 || l as u64 >= classes as u64) {
+        Some(i) => Err(ShardError::Label { path: path.to_path_buf(), row: first_row + i, label: labels[i], classes }),
+        None => Ok(()),
     }
 }
 
@@ -253,10 +294,15 @@ fn image_values(col: &ArrayRef, path: &Path, name: &str, first_row: usize) -> Re
         .collect()
 }
 
-fn rows_from_batch(batch: &RecordBatch, path: &Path, first_row: usize, out: &mut Vec<Row>) -> Result<()> {
+/// Appends the rows of `batch`; `first_row` is the file row of its first
+/// row, and labels are checked against `classes` when given.
+fn rows_from_batch(batch: &RecordBatch, path: &Path, first_row: usize, classes: Option<usize>, out: &mut Vec<Row>) -> Result<()> {
     let col = |n: &str| batch.column_by_name(n).ok_or_else(|| ShardError::format(path, format!("no {n:?} column")));
     let images = image_values(col("image")?, path, "image", first_row)?;
     let labels = int_values(col("label")?, path, "label")?;
+    if let Some(classes) = classes {
+        check_label_range(&labels, path, first_row, classes)?;
+    }
     let src = int_values(col("source_index")?, path, "source_index")?;
     let h = int_values(col("height")?, path, "height")?;
     let w = int_values(col("width")?, path, "width")?;
@@ -303,7 +349,7 @@ pub fn read_image_parquet(
     keep: &dyn Fn(usize) -> bool,
 ) -> Result<(ImageParquet, Vec<(usize, Vec<u8>, Option<String>)>)> {
     let file = File::open(path).map_err(|e| ShardError::io(path, e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ShardError::Parquet { path: path.into(), source: e })?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ShardError::parquet(path, e))?;
     let schema = b.schema().clone();
     for c in [&cols.image, &cols.label] {
         if schema.field_with_name(c).is_err() {
@@ -317,11 +363,11 @@ pub fn read_image_parquet(
         names.iter().map(|n| n.as_str().map(str::to_string)).collect()
     });
     let mask = parquet::arrow::ProjectionMask::columns(b.parquet_schema(), [cols.image.as_str(), cols.label.as_str()]);
-    let reader = b.with_projection(mask).build().map_err(|e| ShardError::Parquet { path: path.into(), source: e })?;
+    let reader = b.with_projection(mask).build().map_err(|e| ShardError::parquet(path, e))?;
     let mut labels = Vec::new();
     let mut images = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| ShardError::Arrow { path: path.into(), source: e })?;
+        let batch = batch.map_err(|e| ShardError::arrow(path, e))?;
         let first = labels.len();
         let l = int_values(batch.column_by_name(&cols.label).expect("projected"), path, &cols.label)?;
         let img_col = batch.column_by_name(&cols.image).expect("projected");

@@ -1,6 +1,6 @@
 //! Writes one split as a sequence of Parquet shards.
 
-use crate::manifest::{sha256_file, ShardInfo};
+use crate::manifest::{sha256_file, ImageSizeRange, ShardInfo};
 use crate::schema::{image_fields, shard_schema};
 use crate::{Result, Row, ShardError, Split};
 use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, StructArray};
@@ -72,6 +72,7 @@ pub struct SplitWriter {
     current: Option<(ArrowWriter<File>, PathBuf, String)>,
     current_groups: Vec<usize>,
     current_bytes: u64,
+    current_range: Option<ImageSizeRange>,
     pending: Vec<Row>,
     pending_bytes: usize,
     shards: Vec<ShardInfo>,
@@ -97,6 +98,7 @@ impl SplitWriter {
             current: None,
             current_groups: Vec::new(),
             current_bytes: 0,
+            current_range: None,
             pending: Vec::new(),
             pending_bytes: 0,
             shards: Vec::new(),
@@ -144,17 +146,22 @@ impl SplitWriter {
             let path = self.root.join(&rel);
             let file = File::create(&path).map_err(|e| ShardError::io(&path, e))?;
             let w = ArrowWriter::try_new(file, self.schema.clone(), Some(properties()))
-                .map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+                .map_err(|e| ShardError::parquet(path.clone(), e))?;
             self.current = Some((w, path, rel));
         }
         let rows = std::mem::take(&mut self.pending);
         let batch = self.batch(&rows).map_err(|e| {
             let path = self.current.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-            ShardError::Arrow { path, source: e }
+            ShardError::arrow(path, e)
         })?;
+        for r in &rows {
+            // Negative sizes cannot come from a decoder; record them as 0.
+            let one = ImageSizeRange::of(u32::try_from(r.height).unwrap_or(0), u32::try_from(r.width).unwrap_or(0));
+            self.current_range = Some(self.current_range.map_or(one, |c| c.union(one)));
+        }
         let (w, path, _) = self.current.as_mut().expect("open shard");
-        w.write(&batch).map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
-        w.flush().map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+        w.write(&batch).map_err(|e| ShardError::parquet(path.clone(), e))?;
+        w.flush().map_err(|e| ShardError::parquet(path.clone(), e))?;
         self.current_groups.push(rows.len());
         self.current_bytes += self.pending_bytes as u64;
         self.pending_bytes = 0;
@@ -166,7 +173,7 @@ impl SplitWriter {
 
     fn close_shard(&mut self) -> Result<()> {
         let Some((w, path, rel)) = self.current.take() else { return Ok(()) };
-        let file = w.into_inner().map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+        let file = w.into_inner().map_err(|e| ShardError::parquet(path.clone(), e))?;
         file.sync_all().map_err(|e| ShardError::io(&path, e))?;
         drop(file);
         let bytes = std::fs::metadata(&path).map_err(|e| ShardError::io(&path, e))?.len();
@@ -177,6 +184,7 @@ impl SplitWriter {
             bytes,
             checksum: sha256_file(&path)?,
             row_groups: groups,
+            image_size_range: self.current_range.take(),
         });
         self.current_bytes = 0;
         Ok(())
@@ -191,7 +199,7 @@ impl SplitWriter {
             let path = self.root.join(&rel);
             let file = File::create(&path).map_err(|e| ShardError::io(&path, e))?;
             let w = ArrowWriter::try_new(file, self.schema.clone(), Some(properties()))
-                .map_err(|e| ShardError::Parquet { path: path.clone(), source: e })?;
+                .map_err(|e| ShardError::parquet(path.clone(), e))?;
             self.current = Some((w, path, rel));
         }
         self.close_shard()?;

@@ -138,3 +138,144 @@ fn foreign_reader_sees_hf_metadata_and_selected_rows() {
     .to_string();
     assert!(e.contains("--image-column"), "{e}");
 }
+
+/// What `anyhow`'s `{:#}` prints: each error of the source chain, joined.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
+    }
+    s
+}
+
+#[test]
+fn error_chains_say_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Manifest::load(dir.path()).unwrap_err();
+    let c = chain(&e);
+    assert!(c.contains("manifest.json"), "{c}");
+    assert_eq!(c.matches("os error 2").count(), 1, "{c}");
+
+    build(dir.path(), &rows(10, 3), WriterOptions::default());
+    std::fs::remove_file(dir.path().join("train/part-00000.parquet")).unwrap();
+    let e = ShardSet::open(dir.path(), Split::Train).unwrap_err();
+    assert!(matches!(e, ShardError::MissingShard { .. }), "{e}");
+    let c = chain(&e);
+    assert!(c.contains("train/part-00000.parquet"), "{c}");
+    assert_eq!(c.matches("missing").count(), 1, "{c}");
+}
+
+/// A split whose class counts (all in class 0) add up but whose label
+/// column holds `labels`.
+fn build_with_labels(dir: &Path, labels: &[i64], opts: WriterOptions) {
+    let names: Vec<String> = (0..3).map(|c| format!("class{c}")).collect();
+    let counts = [labels.len(), 0, 0];
+    let mut w = SplitWriter::try_new(dir, Split::Train, &names, &counts, opts.clone()).unwrap();
+    let mut train = rows(labels.len(), 3);
+    for (r, &l) in train.iter_mut().zip(labels) {
+        r.label = l;
+    }
+    w.write_rows(train).unwrap();
+    let shards = w.finish().unwrap();
+    let test_shards = SplitWriter::try_new(dir, Split::Test, &names, &[0, 0, 0], opts).unwrap().finish().unwrap();
+    let mut splits = BTreeMap::new();
+    splits.insert("train".into(), SplitInfo { rows: labels.len(), shards });
+    splits.insert("test".into(), SplitInfo { rows: 0, shards: test_shards });
+    let m = Manifest {
+        format: FORMAT.into(),
+        tool_version: "test".into(),
+        command_line: vec![],
+        source: serde_json::json!({}),
+        profile: serde_json::json!({}),
+        seed: 0,
+        selection: "glmc".into(),
+        imbalance_factor: None,
+        clamped: vec![],
+        skipped: vec![],
+        channels: 1,
+        mean: vec![0.5],
+        std: vec![0.25],
+        classes: (0..3).map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 0 }).collect(),
+        groups: Groups::from_counts(&counts, GroupThresholds::default()),
+        splits,
+    };
+    m.save(dir).unwrap();
+}
+
+#[test]
+fn out_of_range_labels_are_errors_naming_the_file_and_row() {
+    // 200 rows in shards of two 50-row groups: global row 130 is row 30 of
+    // the second file.
+    let opts = WriterOptions::default().with_row_group_rows(50).with_shard_bytes(10_000);
+    for bad in [3i64, 7, -1, i64::MIN] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut labels: Vec<i64> = (0..200).map(|i| i % 3).collect();
+        labels[130] = bad;
+        build_with_labels(dir.path(), &labels, opts.clone());
+        let set = ShardSet::open(dir.path(), Split::Train).unwrap();
+        assert!(set.manifest().splits["train"].shards.len() > 1);
+        for e in [
+            set.labels().unwrap_err(),
+            set.check_labels(3).unwrap_err(),
+            set.read_all().unwrap_err(),
+            set.read_row_group(set.row_group_of(130)).unwrap_err(),
+        ] {
+            match &e {
+                ShardError::Label { path, row, label, classes } => {
+                    assert!(path.ends_with("train/part-00001.parquet"), "{e}");
+                    assert_eq!((*row, *label, *classes), (30, bad, 3), "{e}");
+                }
+                other => panic!("expected a label error, got {other}"),
+            }
+            let t = e.to_string();
+            assert!(t.contains("part-00001.parquet: row 30: label") && t.contains("outside 0..3"), "{t}");
+        }
+        // Rows before the bad one still read.
+        assert_eq!(set.read_row_group(0).unwrap().len(), 50);
+        // A caller with more classes accepts the non-negative ones.
+        if bad >= 0 && bad < 8 {
+            let h = set.check_labels(8).unwrap();
+            assert_eq!(h.iter().sum::<usize>(), 200);
+            assert_eq!(h[bad as usize], 1);
+            assert_eq!(h[..3], [67, 66, 66]);
+        } else {
+            assert!(set.check_labels(8).is_err());
+        }
+    }
+}
+
+#[test]
+fn image_size_range_is_recorded_and_old_manifests_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut train = rows(300, 3);
+    for (i, r) in train.iter_mut().enumerate() {
+        r.height = 20 + (i % 50) as i32;
+        r.width = 100 - (i % 7) as i32;
+    }
+    let m = build(dir.path(), &train, WriterOptions::default().with_row_group_rows(32).with_shard_bytes(5_000));
+    assert!(m.splits["train"].shards.len() > 2);
+    let want = ImageSizeRange { min_height: 20, max_height: 69, min_width: 94, max_width: 100 };
+    assert_eq!(m.image_size_range(Split::Train), Some(want));
+    assert!(!want.is_uniform());
+    // The empty test split has no range.
+    assert_eq!(m.image_size_range(Split::Test), None);
+    let loaded = Manifest::load(dir.path()).unwrap();
+    assert_eq!(loaded.image_size_range(Split::Train), Some(want));
+    for s in &loaded.splits["train"].shards {
+        let r = s.image_size_range.unwrap();
+        assert!(r.min_height >= 20 && r.max_height <= 69, "{r:?}");
+    }
+
+    // A manifest written before the field existed: loads, range unknown.
+    let p = dir.path().join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    for s in v["splits"]["train"]["shards"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("image_size_range").unwrap();
+    }
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    let old = Manifest::load(dir.path()).unwrap();
+    assert_eq!(old.image_size_range(Split::Train), None);
+    assert_eq!(ShardSet::open(dir.path(), Split::Train).unwrap().read_all().unwrap(), train);
+}

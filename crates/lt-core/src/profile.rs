@@ -221,12 +221,33 @@ pub fn select(labels: &[u32], targets: &[usize], method: Selection, seed: u64) -
 }
 
 /// Per-class histogram of `labels` over `classes` classes.
+///
+/// Panics on a label `>= classes`: for labels read from files use
+/// [`checked_histogram`] (or `lt_shards::ShardSet::check_labels`, which
+/// names the shard and row).
 pub fn histogram(labels: impl IntoIterator<Item = u32>, classes: usize) -> Vec<usize> {
     let mut h = vec![0; classes];
     for l in labels {
         h[l as usize] += 1;
     }
     h
+}
+
+/// Per-class histogram of `labels` over `classes` classes; a label outside
+/// `0..classes` is an error naming its position in `labels`.
+pub fn checked_histogram(labels: impl IntoIterator<Item = i64>, classes: usize) -> Result<Vec<usize>> {
+    let mut h = vec![0; classes];
+    for (i, l) in labels.into_iter().enumerate() {
+        match usize::try_from(l).ok().and_then(|c| h.get_mut(c)) {
+            Some(n) => *n += 1,
+            None => {
+                return Err(CoreError::Invalid(format!(
+                    "item {i} has label {l}, outside 0..{classes} (the dataset has {classes} classes)"
+                )))
+            }
+        }
+    }
+    Ok(h)
 }
 
 /// The imbalance factor `n_max / n_min` of a histogram (∞ when a class is empty).
@@ -320,6 +341,15 @@ mod tests {
             select(&labels, &t, Selection::Glmc, 1).unwrap(),
             select(&labels, &t, Selection::Ldam, 1).unwrap()
         );
+    }
+
+    #[test]
+    fn checked_histogram_names_the_bad_label() {
+        assert_eq!(checked_histogram([0i64, 2, 2], 3).unwrap(), vec![1, 0, 2]);
+        for bad in [3i64, -1, i64::MAX] {
+            let e = checked_histogram([0, 1, bad, 0], 3).unwrap_err().to_string();
+            assert!(e.contains(&format!("item 2 has label {bad}, outside 0..3")), "{e}");
+        }
     }
 
     proptest! {

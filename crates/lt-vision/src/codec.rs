@@ -81,6 +81,186 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
     Ok(from_dynamic(img))
 }
 
+/// Decodes like [`decode`], after checking that the file is complete
+/// ([`check_complete`]). The `image` crate's JPEG decoder (zune-jpeg, in
+/// its lenient mode) fills a truncated scan with grey and returns `Ok`, and
+/// PNG's last chunks can go missing unnoticed; Pillow refuses such files,
+/// so a builder that stores images for Python readers must too.
+pub fn decode_strict(bytes: &[u8]) -> Result<Decoded> {
+    check_complete(bytes)?;
+    decode(bytes)
+}
+
+/// Checks the container structure of a JPEG or PNG without decoding pixels:
+/// a premature end of data, or a structure a decoder would only warn about,
+/// is an error that says where. Other formats pass (their decoders report
+/// truncation themselves).
+///
+/// JPEG: SOI, then length-prefixed segments that fit in the file, a frame
+/// header (SOF) and at least one scan (SOS) whose entropy-coded data is
+/// followed by a marker, and the end-of-image marker (EOI). PNG: the
+/// signature, then chunks whose lengths fit and whose CRCs match, IHDR
+/// first, at least one IDAT, and IEND. Bytes after EOI / IEND are allowed
+/// (some cameras append data there).
+pub fn check_complete(bytes: &[u8]) -> Result<()> {
+    let r = match sniff(bytes) {
+        Some(Format::Jpeg) => check_jpeg(bytes),
+        Some(Format::Png) => check_png(bytes),
+        _ => Ok(()),
+    };
+    r.map_err(VisionError::Decode)
+}
+
+fn check_jpeg(b: &[u8]) -> std::result::Result<(), String> {
+    let n = b.len();
+    let truncated = |what: &str| format!("truncated JPEG ({n} bytes): the data ends {what}, before the end-of-image marker");
+    if n < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return Err("not a JPEG file (no start-of-image marker)".into());
+    }
+    let (mut frame, mut scans) = (false, 0usize);
+    let mut i = 2;
+    loop {
+        if i >= n {
+            return Err(truncated("between segments"));
+        }
+        if b[i] != 0xFF {
+            return Err(format!("corrupt JPEG: byte {i} is 0x{:02X} where a marker should start", b[i]));
+        }
+        while i < n && b[i] == 0xFF {
+            i += 1; // fill bytes
+        }
+        if i >= n {
+            return Err(truncated("inside a marker"));
+        }
+        let m = b[i];
+        i += 1;
+        match m {
+            0xD9 => {
+                if !frame || scans == 0 {
+                    return Err("corrupt JPEG: end-of-image marker before any image data".into());
+                }
+                return Ok(());
+            }
+            // Restart markers and TEM carry no length.
+            0xD0..=0xD7 | 0x01 => continue,
+            0x00 | 0xD8 => return Err(format!("corrupt JPEG: unexpected marker 0xFF{m:02X} at byte {}", i - 2)),
+            _ => {}
+        }
+        if i + 2 > n {
+            return Err(truncated(&format!("in the length of segment 0xFF{m:02X}")));
+        }
+        let len = u16::from_be_bytes([b[i], b[i + 1]]) as usize;
+        if len < 2 {
+            return Err(format!("corrupt JPEG: segment 0xFF{m:02X} at byte {} has length {len}", i - 2));
+        }
+        if i + len > n {
+            return Err(truncated(&format!("inside segment 0xFF{m:02X} (byte {} of {})", n - i, len)));
+        }
+        i += len;
+        match m {
+            // SOF0..SOF15 (C4 DHT, C8 JPG and CC DAC are not frame headers).
+            0xC0..=0xCF if !matches!(m, 0xC4 | 0xC8 | 0xCC) => frame = true,
+            0xDA => {
+                if !frame {
+                    return Err("corrupt JPEG: scan before the frame header".into());
+                }
+                scans += 1;
+                // Entropy-coded data: 0xFF is followed by 0x00 (a stuffed
+                // byte), a restart marker or fill; anything else ends it.
+                loop {
+                    let Some(p) = b[i..].iter().position(|&x| x == 0xFF) else {
+                        return Err(truncated(&format!("inside the image data of scan {scans}")));
+                    };
+                    let j = i + p;
+                    if j + 1 >= n {
+                        return Err(truncated(&format!("inside the image data of scan {scans}")));
+                    }
+                    match b[j + 1] {
+                        0x00 | 0xD0..=0xD7 => i = j + 2,
+                        0xFF => i = j + 1,
+                        _ => {
+                            i = j;
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// CRC-32 (ISO-HDLC, PNG's), table-driven.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut k = 0;
+        while k < 256 {
+            let mut c = k as u32;
+            let mut j = 0;
+            while j < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                j += 1;
+            }
+            t[k] = c;
+            k += 1;
+        }
+        t
+    };
+    let mut c = 0xFFFF_FFFFu32;
+    for p in parts {
+        for &x in *p {
+            c = TABLE[((c ^ x as u32) & 0xFF) as usize] ^ (c >> 8);
+        }
+    }
+    c ^ 0xFFFF_FFFF
+}
+
+fn check_png(b: &[u8]) -> std::result::Result<(), String> {
+    const SIG: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    let n = b.len();
+    if n < 8 || b[..8] != SIG {
+        return Err("not a PNG file (bad signature)".into());
+    }
+    let truncated = |what: String| format!("truncated PNG ({n} bytes): the data ends {what}, before the IEND chunk");
+    let mut i = 8;
+    let mut idat = false;
+    let mut first = true;
+    loop {
+        if i == n {
+            return Err(truncated("after the last complete chunk".into()));
+        }
+        if i + 8 > n {
+            return Err(truncated(format!("in a chunk header at byte {i}")));
+        }
+        let len = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        let ty = &b[i + 4..i + 8];
+        let name = String::from_utf8_lossy(ty).into_owned();
+        if len > 0x7FFF_FFFF {
+            return Err(format!("corrupt PNG: chunk {name:?} at byte {i} has length {len}"));
+        }
+        if i + 12 + len > n {
+            return Err(truncated(format!("inside chunk {name:?} at byte {i}")));
+        }
+        let data = &b[i + 8..i + 8 + len];
+        let crc = u32::from_be_bytes([b[i + 8 + len], b[i + 9 + len], b[i + 10 + len], b[i + 11 + len]]);
+        if crc32(&[ty, data]) != crc {
+            return Err(format!("corrupt PNG: CRC mismatch in chunk {name:?} at byte {i}"));
+        }
+        if first && ty != b"IHDR" {
+            return Err(format!("corrupt PNG: first chunk is {name:?}, not IHDR"));
+        }
+        first = false;
+        match ty {
+            b"IDAT" => idat = true,
+            b"IEND" if !idat => return Err("corrupt PNG: IEND before any IDAT".into()),
+            b"IEND" => return Ok(()),
+            _ => {}
+        }
+        i += 12 + len;
+    }
+}
+
 /// Decodes to three channels whatever the source (ImageNet convention).
 pub fn decode_rgb(bytes: &[u8]) -> Result<Decoded> {
     let d = decode(bytes)?;
@@ -207,6 +387,26 @@ mod tests {
         let png = encode_png(&gradient(20, 20, 3)).unwrap();
         assert!(decode(&png[..png.len() / 2]).is_err());
         assert!(decode(b"not an image at all").is_err());
+    }
+
+    #[test]
+    fn complete_files_pass_the_structure_check() {
+        for c in [1, 3] {
+            let png = encode_png(&gradient(40, 30, c)).unwrap();
+            check_complete(&png).unwrap();
+            let jpg = encode_jpeg(&gradient(40, 30, c), 90).unwrap();
+            check_complete(&jpg).unwrap();
+            assert_eq!(decode_strict(&jpg).unwrap(), decode(&jpg).unwrap());
+            // Trailing bytes after EOI / IEND are allowed.
+            check_complete(&[jpg.as_slice(), b"trailer"].concat()).unwrap();
+            check_complete(&[png.as_slice(), b"trailer"].concat()).unwrap();
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_reference_value() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(&[b"123456789"]), 0xCBF4_3926);
     }
 
     #[test]

@@ -98,6 +98,8 @@ impl Progress for NoProgress {}
 pub struct BuildReport {
     pub path: PathBuf,
     pub manifest: Manifest,
+    /// True when an earlier build at `path` was replaced (`--overwrite`).
+    pub replaced: bool,
 }
 
 #[derive(Default, Clone)]
@@ -163,7 +165,9 @@ fn encode_item(item: Item, opts: &BuildOptions) -> std::result::Result<(Vec<u8>,
         }
         Payload::Encoded(bytes) => {
             let fmt = codec::sniff(&bytes).ok_or_else(|| "not an image file (unknown format)".to_string())?;
-            let img = codec::decode(&bytes).map_err(|e| e.to_string())?;
+            // Strict: a truncated file is corrupt even where the lenient
+            // decoder would fill in the missing part (Pillow refuses it).
+            let img = codec::decode_strict(&bytes).map_err(|e| e.to_string())?;
             let too_big = opts.max_side.is_some_and(|m| img.width.max(img.height) > m);
             let img = if too_big {
                 let (w, h) = codec::fit_max_side(img.width, img.height, opts.max_side.unwrap());
@@ -196,7 +200,7 @@ fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
         ProfileKind::Exponential => Profile::Exponential { imbalance: need_if("exponential")? },
         ProfileKind::Step { mu } => Profile::Step { imbalance: need_if("step")?, mu: *mu },
         ProfileKind::CountsFile(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| BuildError::Io { path: p.clone(), source: e })?;
+            let text = std::fs::read_to_string(p).map_err(|e| BuildError::Io { path: p.clone(), error: e })?;
             let counts = text
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|t| !t.is_empty())
@@ -212,6 +216,35 @@ fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
         }
         ProfileKind::AsIs => Profile::AsIs,
     })
+}
+
+/// An exponential or step profile whose `n_max / IF` falls below one image
+/// gives tail classes no training image at all: the split would silently
+/// lose classes, so it is an error naming the flags. (An explicit 0 in a
+/// counts file is taken as meant.)
+fn check_no_empty_tail(
+    prof: &Profile,
+    targets: &[usize],
+    available: &[usize],
+    names: &[String],
+    n_max: Option<usize>,
+) -> Result<()> {
+    let imbalance = match prof {
+        Profile::Exponential { imbalance } | Profile::Step { imbalance, .. } => *imbalance,
+        Profile::Counts { .. } | Profile::AsIs => return Ok(()),
+    };
+    let Some(c) = targets.iter().position(|&t| t == 0) else { return Ok(()) };
+    let head = n_max.unwrap_or_else(|| available.iter().copied().max().unwrap_or(0));
+    let flag = if n_max.is_some() { "--max-per-class" } else { "--max-per-class (default: the largest class)" };
+    let zero = targets.iter().filter(|&&t| t == 0).count();
+    // Rust prints 1e300 with all its zeros; keep large values short.
+    let shown = if imbalance >= 1e6 { format!("{imbalance:e}") } else { imbalance.to_string() };
+    Err(BuildError::Usage(format!(
+        "--if {shown} with n_max {head} gives {zero} class(es) no training image, starting with class {c} ({}): \
+         n_max / IF = {:.3} < 1; lower --if to at most {head} or raise {flag}",
+        names.get(c).map(String::as_str).unwrap_or("?"),
+        head as f64 / imbalance,
+    )))
 }
 
 /// Builds the dataset from `source` into `out`.
@@ -237,6 +270,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         ClassOrder::Shuffle => Some(profile::shuffled_class_order(classes, opts.seed)),
     };
     let mut targets = prof.counts_ordered(&available, opts.max_per_class, order.as_deref())?;
+    check_no_empty_tail(&prof, &targets, &available, &names, opts.max_per_class)?;
     let clamped: Vec<Clamped> = profile::clamp_or_fail(&mut targets, &available, &names, opts.clamp)?;
     let mut selected = [
         profile::select(&train_labels, &targets, opts.selection, opts.seed)?,
@@ -259,7 +293,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
                         Ok(item) => {
                             let path = item.path.clone();
                             match &item.payload {
-                                Payload::Encoded(b) => codec::decode(b).err().map(|e| (i, path, e.to_string())),
+                                Payload::Encoded(b) => codec::decode_strict(b).err().map(|e| (i, path, e.to_string())),
                                 Payload::Raw(_) => None,
                             }
                         }
@@ -375,6 +409,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         splits,
     };
     manifest.save(staging.path())?;
+    let replaced = staging.replaces_build();
     let path = staging.commit()?;
-    Ok(BuildReport { path, manifest })
+    Ok(BuildReport { path, manifest, replaced })
 }

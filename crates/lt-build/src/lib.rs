@@ -28,16 +28,15 @@ pub use build::{build, BuildOptions, BuildReport, ClassOrder, NoProgress, Progre
 
 use std::path::PathBuf;
 
-/// Errors of the builder. Each names the file, row or flag at fault.
+/// Errors of the builder. Each names the file, row or flag at fault, and
+/// says its cause once: `Io` formats the I/O error into its message and so
+/// does not also expose it as `source()` (an anyhow `{:#}` chain would
+/// print it twice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: {msg}")]
     Source { path: PathBuf, msg: String },
     #[error("corrupt image in the {split} split: {path}: {msg} (pass --skip-corrupt to skip such images and list them in the manifest)")]

@@ -35,10 +35,11 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     recipe: Option<PathBuf>,
 
-    /// Output directory (must not exist or be empty, unless --overwrite).
+    /// Output directory (must not exist or be empty, unless --overwrite; never a file).
     #[arg(short, long, default_value = "shards")]
     output: PathBuf,
-    /// Replace an existing output directory (atomically, after the build succeeds).
+    /// Replace an earlier build at --output (atomically, after the build succeeds). Only a
+    /// directory holding an lt-build manifest.json is replaced; anything else is refused.
     #[arg(long)]
     overwrite: bool,
 
@@ -187,6 +188,27 @@ fn inspect(args: Vec<String>) -> anyhow::Result<ExitCode> {
     Ok(if ver.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+const MAX_THREADS: usize = 4096;
+/// 1 TiB: far beyond any useful shard, and `<< 20` cannot overflow.
+const MAX_SHARD_MB: u64 = 1 << 20;
+/// A row group's image column is one Arrow binary array (32-bit offsets).
+const MAX_ROW_GROUP_MB: usize = 1024;
+
+/// Size flags that would be silently clamped or overflow: refused, naming
+/// the flag, before any work.
+fn validate_sizes(a: &BuildArgs) -> anyhow::Result<()> {
+    if !(1..=MAX_SHARD_MB).contains(&a.shard_mb) {
+        bail!("--shard-mb must be in 1..={MAX_SHARD_MB}, got {}", a.shard_mb);
+    }
+    if a.row_group_rows == 0 {
+        bail!("--row-group-rows must be at least 1, got 0");
+    }
+    if !(1..=MAX_ROW_GROUP_MB).contains(&a.row_group_mb) {
+        bail!("--row-group-mb must be in 1..={MAX_ROW_GROUP_MB}, got {}", a.row_group_mb);
+    }
+    Ok(())
+}
+
 fn run() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LT_LOG").unwrap_or_else(|_| "warn".into()))
@@ -234,9 +256,13 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         _ => unreachable!("clap limits inputs to two"),
     };
+    validate_sizes(&a)?;
     if let Some(t) = a.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
+        }
+        if t > MAX_THREADS {
+            bail!("--threads {t} is more than {MAX_THREADS}");
         }
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("--threads")?;
     }
@@ -248,6 +274,13 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("as-is" | "asis") => ProfileKind::AsIs,
         Some(other) => bail!("--profile: unknown profile {other:?} (expected exp, step, counts or as-is)"),
     };
+    if let (Some(f), false) = (&a.counts_file, matches!(profile, ProfileKind::CountsFile(_))) {
+        bail!(
+            "--counts-file {} is only read with --profile counts (the profile is {}); add --profile counts or drop --counts-file",
+            f.display(),
+            a.profile.as_deref().unwrap_or(if a.imbalance.is_some() { "exp, from --if" } else { "as-is, the default" })
+        );
+    }
     let class_order = match class_order_name.as_str() {
         "source" => ClassOrder::Source,
         "shuffle" => ClassOrder::Shuffle,
@@ -307,6 +340,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let bar = Bar(Mutex::new(None), a.quiet);
     let report = lt_build::build(source.as_mut(), &a.output, &opts, &bar)?;
     let m = &report.manifest;
+    if report.replaced {
+        eprintln!("replaced the earlier build in {} (--overwrite)", report.path.display());
+    }
     let secs = t0.elapsed().as_secs_f64();
     let total = m.splits.values().map(|s| s.rows).sum::<usize>();
     eprintln!(

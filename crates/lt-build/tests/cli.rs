@@ -258,3 +258,241 @@ fn recipe_build_section_supplies_defaults_and_flags_override_it() {
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(10, 100, 10.0).unwrap());
     assert_eq!(m.selection, "ldam");
 }
+
+// ---- Red-team defects (issue 10): every bad input is exit 2 (inspect: 1
+// for a verification failure) with a message naming the file, row or flag,
+// never a panic. RELIABILITY.md lists them.
+
+/// Exit code 2, no panic, and `needle` in the output.
+fn assert_refused(args: &[&str], needle: &str) -> String {
+    let o = lt_build(args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+    assert!(!t.contains("panicked"), "{args:?}: {t}");
+    assert!(t.contains(needle), "{args:?}: expected {needle:?} in: {t}");
+    t
+}
+
+/// Rewrites the train split of the build in `out` with label `bad` at
+/// global row `at`, keeping the manifest's checksums right so that only the
+/// labels are wrong.
+fn plant_label(out: &Path, at: usize, bad: i64) {
+    use lt_shards::{Manifest, ShardSet, Split, SplitWriter, WriterOptions};
+    let mut m = Manifest::load(out).unwrap();
+    let mut rows = ShardSet::open(out, Split::Train).unwrap().read_all().unwrap();
+    rows[at].label = bad;
+    std::fs::remove_dir_all(out.join("train")).unwrap();
+    let names = m.class_names();
+    let mut w = SplitWriter::try_new(out, Split::Train, &names, &m.class_counts(Split::Train), WriterOptions::default().with_row_group_rows(8)).unwrap();
+    w.write_rows(rows).unwrap();
+    m.splits.get_mut("train").unwrap().shards = w.finish().unwrap();
+    m.save(out).unwrap();
+}
+
+#[test]
+fn inspect_names_the_shard_and_row_of_a_label_outside_the_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bad in [3i64, 1000, -1] {
+        let out = tmp.path().join(format!("s{bad}"));
+        let o = lt_build(&["synth", "--classes", "3", "--per-class", "10", "--test-per-class", "2", "--size", "8", "-o", s(&out)]);
+        assert!(o.status.success(), "{}", text(&o));
+        plant_label(&out, 13, bad);
+        let o = lt_inspect(&out);
+        let t = text(&o);
+        assert!(!t.contains("panicked"), "{t}");
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains(&format!("verify: FAILED {}: row 13: label {bad} is outside 0..3", out.join("train/part-00000.parquet").display())), "{t}");
+    }
+}
+
+#[test]
+fn synth_sizes_are_bounded_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    assert_refused(&["synth", "--size", "100000", "-o", s(&out)], "--size 100000 is too large");
+    assert_refused(&["synth", "--classes", "1000", "--per-class", "100000000", "-o", s(&out)], "--per-class");
+    assert_refused(&["synth", "--classes", "18446744073709551615", "--per-class", "2", "-o", s(&out)], "--classes");
+    assert!(!out.exists());
+}
+
+fn siblings(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn overwrite_never_replaces_a_file_or_a_directory_that_is_not_a_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, b"my notes").unwrap();
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let mut args = vec!["synth", "--classes", "2", "--per-class", "3", "--size", "8", "-o", s(&file)];
+        args.extend_from_slice(extra);
+        assert_refused(&args, &format!("output {} exists and is not a directory", file.display()));
+        assert_eq!(std::fs::read(&file).unwrap(), b"my notes");
+        assert_eq!(siblings(tmp.path()), ["notes.txt"], "nothing hidden or left beside it");
+    }
+
+    let dir = tmp.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("cat.jpg"), b"x").unwrap();
+    assert_refused(&["synth", "--size", "8", "--per-class", "3", "-o", s(&dir), "--overwrite"], "is not an earlier build");
+    assert_eq!(siblings(&dir), ["cat.jpg"]);
+
+    // An earlier build is replaced, and the output says so.
+    let out = tmp.path().join("build");
+    let o = lt_build(&["synth", "--size", "8", "--per-class", "3", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = lt_build(&["synth", "--size", "8", "--per-class", "4", "-o", s(&out), "--overwrite"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("replaced the earlier build in {}", out.display())), "{}", text(&o));
+    assert_eq!(siblings(tmp.path()), ["build", "notes.txt", "photos"]);
+}
+
+/// A folder of seeded noise JPEGs (a few KB each), two classes.
+fn jpeg_folder(root: &Path) {
+    for (c, n) in [("a", 4), ("b", 4)] {
+        std::fs::create_dir_all(root.join(c)).unwrap();
+        for i in 0..n {
+            let img = lt_vision::codec::Decoded { width: 64, height: 48, channels: 3, pixels: fixtures::pixels(100 + i as u64, 64 * 48 * 3) };
+            std::fs::write(root.join(c).join(format!("{i}.jpg")), lt_vision::codec::encode_jpeg(&img, 90).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn truncated_jpegs_and_pngs_are_corrupt_and_skipped_with_skip_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imgs");
+    jpeg_folder(&root);
+    let full = std::fs::read(root.join("a/1.jpg")).unwrap();
+    assert!(full.len() > 1400, "{}", full.len());
+    std::fs::write(root.join("a/1.jpg"), &full[..700]).unwrap();
+    let full = std::fs::read(root.join("b/2.jpg")).unwrap();
+    std::fs::write(root.join("b/2.jpg"), &full[..full.len() / 2]).unwrap();
+    // A PNG missing only its IEND chunk.
+    let img = lt_vision::codec::Decoded { width: 30, height: 20, channels: 3, pixels: fixtures::pixels(7, 30 * 20 * 3) };
+    let png = lt_vision::codec::encode_png(&img).unwrap();
+    std::fs::write(root.join("b/9.png"), &png[..png.len() - 12]).unwrap();
+
+    let out = tmp.path().join("out");
+    // The first bad file in the shuffled row order is named.
+    let t = assert_refused(&["folder", s(&root), "-o", s(&out)], "--skip-corrupt");
+    assert!(
+        [("a/1.jpg", "truncated JPEG (700 bytes)"), ("b/2.jpg", "truncated JPEG"), ("b/9.png", "truncated PNG")]
+            .iter()
+            .any(|(f, why)| t.contains(&format!("{f} (in ")) && t.contains(why)),
+        "{t}"
+    );
+    assert!(!out.exists());
+
+    let o = lt_build(&["folder", s(&root), "-o", s(&out), "--skip-corrupt"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    let mut skipped: Vec<&str> = m.skipped.iter().map(|v| v["path"].as_str().unwrap()).collect();
+    skipped.sort();
+    assert_eq!(skipped, ["a/1.jpg", "b/2.jpg", "b/9.png"], "{:?}", m.skipped);
+    assert!(m.skipped.iter().all(|v| v["error"].as_str().unwrap().contains("truncated")), "{:?}", m.skipped);
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [3, 3]);
+    // Every stored image decodes strictly.
+    for r in lt_shards::ShardSet::open(&out, lt_shards::Split::Train).unwrap().read_all().unwrap() {
+        lt_vision::codec::decode_strict(&r.image).unwrap();
+    }
+}
+
+#[test]
+fn empty_class_folder_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imagenet");
+    fixtures::write_folder(&root, &[("n01", 3, 1), ("n02", 0, 1), ("n03", 2, 1)]);
+    let t = assert_refused(&["folder", s(&root), "-o", s(&tmp.path().join("o"))], "class folder holds no image files");
+    assert!(t.contains(&root.join("train/n02").display().to_string()) && t.contains("1 of 3"), "{t}");
+}
+
+#[test]
+fn silent_flag_mistakes_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("m");
+    fixtures::write_idx(&src, 60, 1, 4, false);
+    let counts = tmp.path().join("counts.txt");
+    std::fs::write(&counts, "5 4 3 2 1 1 1 1 1 1").unwrap();
+    let out = tmp.path().join("o");
+    let o = s(&out);
+    for (args, needle) in [
+        // Tail classes floored to 0 images.
+        (vec!["--if", "1e300", s(&src), "-o", o], "--if 1e300 with n_max 60 gives 9 class(es) no training image"),
+        (vec!["--if", "100", "--max-per-class", "50", s(&src), "-o", o], "raise --max-per-class"),
+        (vec!["--if", "100", "--profile", "step", "--max-per-class", "50", s(&src), "-o", o], "--if 100 with n_max 50"),
+        // A counts file that would never be read.
+        (vec!["--counts-file", s(&counts), s(&src), "-o", o], "only read with --profile counts"),
+        (vec!["--if", "10", "--counts-file", s(&counts), s(&src), "-o", o], "--counts-file"),
+        // Sizes that were silently clamped.
+        (vec!["--shard-mb", "0", s(&src), "-o", o], "--shard-mb must be in 1..="),
+        (vec!["--row-group-rows", "0", s(&src), "-o", o], "--row-group-rows must be at least 1"),
+        (vec!["--row-group-mb", "0", s(&src), "-o", o], "--row-group-mb must be in 1..="),
+        (vec!["--shard-mb", "18446744073709551615", s(&src), "-o", o], "--shard-mb"),
+        (vec!["--threads", "100000000", s(&src), "-o", o], "--threads"),
+    ] {
+        assert_refused(&args, needle);
+        assert!(!out.exists(), "{args:?}");
+    }
+    // The same counts file with --profile counts is read and used.
+    let ok = lt_build(&["--profile", "counts", "--counts-file", s(&counts), s(&src), "-o", o]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [5, 4, 3, 2, 1, 1, 1, 1, 1, 1]);
+}
+
+#[test]
+fn manifest_records_the_image_size_range_of_each_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imgs");
+    // write_folder: width 20 + 3·(i % 5), height 16 + 4·(class % 3).
+    fixtures::write_folder(&root, &[("a", 6, 2), ("b", 5, 1), ("c", 5, 1)]);
+    let out = tmp.path().join("o");
+    let o = lt_build(&["folder", s(&root), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    use lt_shards::{ImageSizeRange, Split};
+    assert_eq!(m.image_size_range(Split::Train), Some(ImageSizeRange { min_height: 16, max_height: 24, min_width: 20, max_width: 32 }));
+    assert_eq!(m.image_size_range(Split::Test), Some(ImageSizeRange { min_height: 16, max_height: 24, min_width: 20, max_width: 23 }));
+    let json = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(json.contains("\"image_size_range\""), "{json}");
+    // Synth images are all --size square.
+    let out = tmp.path().join("s");
+    let o = lt_build(&["synth", "--size", "12", "--per-class", "3", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = lt_shards::Manifest::load(&out).unwrap().image_size_range(Split::Train).unwrap();
+    assert!(r.is_uniform() && r.max_height == 12 && r.max_width == 12, "{r:?}");
+}
+
+#[test]
+fn error_messages_say_each_cause_once_and_name_the_users_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("m");
+    fixtures::write_idx(&src, 5, 1, 4, false);
+    let missing = tmp.path().join("nope.txt");
+    let out = tmp.path().join("o");
+    for args in [
+        vec!["--profile", "counts", "--counts-file", s(&missing), s(&src), "-o", s(&out)],
+        vec!["--recipe", s(&missing), s(&src), "-o", s(&out)],
+    ] {
+        let t = assert_refused(&args, "nope.txt: No such file or directory (os error 2)");
+        assert_eq!(t.matches("os error 2").count(), 1, "{t}");
+    }
+    // A build whose shard went missing: said once.
+    let o = lt_build(&["synth", "--size", "8", "--per-class", "3", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_file(out.join("test/part-00000.parquet")).unwrap();
+    let o = lt_inspect(&out);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("test/part-00000.parquet: shard listed in manifest.json is missing"), "{t}");
+    assert_eq!(t.matches("missing").count(), 1, "{t}");
+    // An output where no directory can be made names the path the user gave.
+    if Path::new("/proc/self").exists() {
+        let t = assert_refused(&["synth", "--size", "8", "--per-class", "3", "-o", "/proc/lt-build-test-out"], "output /proc/lt-build-test-out: cannot create a directory in /proc");
+        assert!(!t.contains(".lt-build-test-out.tmp"), "{t}");
+    }
+}

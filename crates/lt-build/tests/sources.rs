@@ -353,7 +353,16 @@ fn imbalance_below_one_and_existing_output_are_refused() {
     let e = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap_err().to_string();
     assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
     assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"precious");
-    build(s.as_mut(), &out, &BuildOptions { overwrite: true, ..opts(None) }, &NoProgress).unwrap();
-    assert!(!out.join("keep.txt").exists());
+    // --overwrite replaces only an earlier build, never someone's directory.
+    let e = build(s.as_mut(), &out, &BuildOptions { overwrite: true, ..opts(None) }, &NoProgress).unwrap_err().to_string();
+    assert!(e.contains("is not an earlier build") && e.contains(out.to_str().unwrap()), "{e}");
+    assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"precious");
+    std::fs::remove_dir_all(&out).unwrap();
+    let first = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap();
+    assert!(!first.replaced);
+    let again = build(s.as_mut(), &out, &BuildOptions { overwrite: true, ..opts(None) }, &NoProgress).unwrap();
+    assert!(again.replaced);
     assert!(out.join("manifest.json").exists());
+    let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "nothing left beside the output: {names:?}");
 }

@@ -17,10 +17,10 @@ fn is_image(p: &Path) -> bool {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| BuildError::Io { path: dir.into(), source: e })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| BuildError::Io { path: dir.into(), error: e })?;
     let mut v = Vec::new();
     for e in rd {
-        let e = e.map_err(|e| BuildError::Io { path: dir.into(), source: e })?;
+        let e = e.map_err(|e| BuildError::Io { path: dir.into(), error: e })?;
         v.push(e.path());
     }
     v.sort();
@@ -95,6 +95,23 @@ impl Folder {
         let (train_files, train_labels) = scan_split(&train_dir, &index, true)?;
         if train_files.is_empty() {
             return Err(BuildError::Source { path: train_dir, msg: "class folders hold no image files".into() });
+        }
+        // A class folder without images would be a class with no training
+        // image: an undefined imbalance factor and a class the model can
+        // never learn. Name it rather than build it.
+        let counts = lt_core::profile::histogram(train_labels.iter().copied(), names.len());
+        if let Some(c) = counts.iter().position(|&n| n == 0) {
+            let empty: Vec<&str> = counts.iter().zip(&names).filter(|(&n, _)| n == 0).map(|(_, s)| s.as_str()).collect();
+            return Err(BuildError::Source {
+                path: train_dir.join(&names[c]),
+                msg: format!(
+                    "class folder holds no image files ({} of {} class folders are empty: {}); image files are recognised by extension ({})",
+                    empty.len(),
+                    names.len(),
+                    empty.iter().take(5).copied().collect::<Vec<_>>().join(", ") + if empty.len() > 5 { ", …" } else { "" },
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+            });
         }
         let (test_files, test_labels) = match &test_dir {
             Some(d) => scan_split(d, &index, false)?,

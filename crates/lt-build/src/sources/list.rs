@@ -19,7 +19,7 @@ pub struct ListSource {
 
 /// Parses a list file into (relative path, label) pairs.
 pub fn parse_list(path: &Path) -> Result<(Vec<String>, Vec<u32>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| BuildError::Io { path: path.into(), source: e })?;
+    let text = std::fs::read_to_string(path).map_err(|e| BuildError::Io { path: path.into(), error: e })?;
     let mut files = Vec::new();
     let mut labels = Vec::new();
     for (n, line) in text.lines().enumerate() {

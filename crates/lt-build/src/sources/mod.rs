@@ -132,11 +132,11 @@ pub fn open(kind: &str, path: Option<&Path>, opts: &SourceOptions) -> Result<Box
 
 /// Reads `path` fully, naming it on error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| BuildError::Io { path: path.into(), source: e })
+    std::fs::read(path).map_err(|e| BuildError::Io { path: path.into(), error: e })
 }
 
 /// Class names from a file with one name per line (blank lines ignored).
 pub(crate) fn read_class_names(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| BuildError::Io { path: path.into(), source: e })?;
+    let text = std::fs::read_to_string(path).map_err(|e| BuildError::Io { path: path.into(), error: e })?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
 }

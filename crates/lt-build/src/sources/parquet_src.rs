@@ -42,7 +42,7 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// All Parquet files below `dir`, in byte order.
 pub fn find_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v = Vec::new();
-    parquet_files(dir, &mut v).map_err(|e| BuildError::Io { path: dir.into(), source: e })?;
+    parquet_files(dir, &mut v).map_err(|e| BuildError::Io { path: dir.into(), error: e })?;
     Ok(v)
 }
 

@@ -4,7 +4,7 @@
 //! channels-last equivalence with NCHW, TF32 flags, and fp16 autocast being
 //! refused on CPU.
 
-use std::sync::Mutex;
+mod util;
 
 use lt_core::rng::Rng;
 use lt_glmc::amp::{
@@ -17,11 +17,7 @@ use lt_glmc::model::{Arch, GlmcNet, ModelConfig};
 use lt_glmc::optim::{Sgd, SgdConfig};
 use lt_glmc::tch::{self, nn::VarStore, Device, Kind, Tensor};
 
-/// `tch::manual_seed` and the TF32 flags are process-global.
-static TORCH: Mutex<()> = Mutex::new(());
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|p| p.into_inner())
-}
+use util::torch_lock;
 
 /// One parameter vector `w` (3 elements, all 1) and its optimizer.
 fn one_param(lr: f64) -> (VarStore, Tensor, Sgd) {
@@ -37,6 +33,7 @@ fn values(t: &Tensor) -> Vec<f32> {
 
 #[test]
 fn overflow_skips_the_step_and_backs_off_then_finite_steps_apply() {
+    let _g = torch_lock(); // tensor ops: no set_num_threads under them
     let (vs, w, mut opt) = one_param(0.1);
     let params = vs.trainable_variables();
     let mut s = LossScaler::new(LossScaleConfig::default());
@@ -72,6 +69,7 @@ fn overflow_skips_the_step_and_backs_off_then_finite_steps_apply() {
 
 #[test]
 fn nan_gradients_are_skipped_too() {
+    let _g = torch_lock(); // tensor ops: no set_num_threads under them
     let (vs, w, mut opt) = one_param(0.1);
     let params = vs.trainable_variables();
     let mut s = LossScaler::new(LossScaleConfig { init_scale: 8.0, ..Default::default() });
@@ -192,7 +190,7 @@ fn max_rel_diff(a: &VarStore, b: &VarStore) -> f64 {
 
 #[test]
 fn a_scaled_step_matches_an_unscaled_one() {
-    let _g = lock();
+    let _g = torch_lock();
     let x = views();
     let mut a = tiny(3);
     let mut b = tiny(3);
@@ -215,7 +213,7 @@ fn a_scaled_step_matches_an_unscaled_one() {
 
 #[test]
 fn channels_last_keeps_values_and_sets_nhwc_strides() {
-    let _g = lock(); // randn draws from the global generator
+    let _g = torch_lock(); // randn draws from the global generator
     let x = Tensor::randn([2, 3, 5, 7], (Kind::Float, Device::Cpu));
     let y = channels_last(&x).unwrap();
     assert_eq!(y.size(), x.size());
@@ -231,7 +229,7 @@ fn channels_last_keeps_values_and_sets_nhwc_strides() {
 
 #[test]
 fn channels_last_model_matches_nchw_in_forward_and_training() {
-    let _g = lock();
+    let _g = torch_lock();
     let x = views();
     // Forward (eval mode): same logits.
     let a = tiny(5);
@@ -282,7 +280,7 @@ fn channels_last_model_matches_nchw_in_forward_and_training() {
 
 #[test]
 fn fp16_autocast_is_refused_on_cpu_and_other_modes_apply() {
-    let _g = lock();
+    let _g = torch_lock();
     let amp = PrecisionConfig::new(Precision::Amp, MemoryFormat::Nhwc);
     let e = amp.validate(Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("CUDA") && e.contains("amp"), "{e}");
@@ -334,7 +332,7 @@ fn switches_parse_from_recipes_and_flags() {
 
 #[test]
 fn loading_the_cuda_backend_is_harmless_without_a_gpu() {
-    let _g = lock();
+    let _g = torch_lock();
     let loaded = lt_glmc::amp::load_cuda_backend();
     // Loaded or not, CUDA can only be reported when the backend is in.
     assert!(loaded || !tch::Cuda::is_available());

@@ -1,5 +1,8 @@
 //! Model shapes and sizes (against torchvision / the authors' ResNet-32),
-//! checkpoint round trips, typed errors and the λ / box draw.
+//! checkpoint round trips, typed errors and the λ / box draw; and the check
+//! that the tests of every binary serialise on libtorch's global state.
+
+mod util;
 
 use lt_core::rng::Rng;
 use lt_glmc::checkpoint::{self, TrainState};
@@ -9,6 +12,7 @@ use lt_glmc::model::{Arch, GlmcNet, HeadSet, ModelConfig};
 use lt_glmc::optim::{Sgd, SgdConfig};
 use lt_glmc::tch::{nn::VarStore, Device, Kind, Tensor};
 use lt_glmc::GlmcError;
+use util::torch_lock;
 
 const HEADS: [&str; 4] = ["head.", "head_cb.", "proj.", "pred."];
 
@@ -25,6 +29,7 @@ fn encoder_size(arch: Arch) -> (i64, usize) {
 
 #[test]
 fn encoder_sizes_match_the_pytorch_models() {
+    let _g = torch_lock();
     // From tools/glmc_reference.py's ResNet32 and torchvision (fc.* removed).
     assert_eq!(encoder_size(Arch::ResNet32 { width: 16 }), (463_504, 155));
     assert_eq!(encoder_size(Arch::RESNET32), (7_383_616, 155));
@@ -34,6 +39,7 @@ fn encoder_sizes_match_the_pytorch_models() {
 
 #[test]
 fn forward_shapes() {
+    let _g = torch_lock();
     let vs = VarStore::new(Device::Cpu);
     let net = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNet32 { width: 4 }, 7)).unwrap();
     let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -58,6 +64,7 @@ fn forward_shapes() {
 
 #[test]
 fn bad_configs_are_typed_errors() {
+    let _g = torch_lock();
     let vs = VarStore::new(Device::Cpu);
     let e = GlmcNet::try_new(&vs.root(), ModelConfig::new(Arch::ResNet32 { width: 3 }, 10)).unwrap_err();
     assert!(matches!(e, GlmcError::Invalid { .. }), "{e}");
@@ -95,6 +102,7 @@ fn train_steps(vs: &VarStore, net: &GlmcNet, opt: &mut Sgd, rng: &mut Rng, steps
 
 #[test]
 fn checkpoint_round_trip_resumes_exactly() {
+    let _g = torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("last");
     let cfg = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-3 };
@@ -139,6 +147,7 @@ fn checkpoint_round_trip_resumes_exactly() {
 
 #[test]
 fn missing_checkpoint_is_a_clear_error() {
+    let _g = torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let (mut vs, _net) = tiny();
     let mut opt = Sgd::new(&vs, SgdConfig::default());
@@ -148,6 +157,7 @@ fn missing_checkpoint_is_a_clear_error() {
 
 #[test]
 fn non_finite_loss_names_the_step() {
+    let _g = torch_lock();
     let (_vs, net) = tiny();
     let stats = ClassStats::try_new(&[50, 10, 2], 1.2, Device::Cpu, Kind::Float).unwrap();
     let x = Tensor::full([4, 3, 8, 8], f64::NAN, (Kind::Float, Device::Cpu));
@@ -185,8 +195,87 @@ fn lambda_and_box_draws() {
 
 #[test]
 fn finetune_optimizer_sees_only_the_rebalanced_head() {
+    let _g = torch_lock();
     let (vs, _net) = tiny();
     let opt = Sgd::with_prefixes(&vs, &["head_cb."], SgdConfig::default());
     let names: Vec<&str> = opt.param_names().collect();
     assert_eq!(names, vec!["head_cb.bias", "head_cb.weight"]);
+}
+
+/// The functions of a test file: name → body (top-level `fn`s, braces
+/// matched; the files hold no unbalanced braces in strings).
+fn functions(src: &str) -> Vec<(String, bool, String)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(i) = src[pos..].find("\nfn ").map(|i| pos + i + 1) {
+        let name: String = src[i + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let is_test = src[..i].trim_end().ends_with("#[test]");
+        let open = i + src[i..].find('{').unwrap();
+        let mut depth = 0usize;
+        let mut end = open;
+        for (k, c) in src[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + k + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push((name, is_test, src[open..end].to_string()));
+        pos = end;
+    }
+    out
+}
+
+/// Issue 10: `checkpoint_round_trip_resumes_exactly` failed in the full
+/// suite because other tests of its binary drew from libtorch's global
+/// generator (model initialisation, `randn`) between its `manual_seed` and
+/// its draws. In every test binary that sets global libtorch state, each
+/// test that touches it (directly or through a helper of its file) must
+/// hold `util::torch_lock()`.
+#[test]
+fn every_test_touching_global_torch_state_takes_the_lock() {
+    // Calls that write libtorch's process-global state …
+    const WRITES: [&str; 8] =
+        ["manual_seed", "set_num_threads", "set_tf32", "precision_config", ".apply(Device", "train::train", "finetune::finetune", "train::setup"];
+    // … and those that read it (the default generator, the thread pool).
+    const READS: [&str; 5] = ["randn", "Tensor::rand", "GlmcNet::try_new", "bench::", "VarStore::new"];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let fns = functions(&src);
+        if !fns.iter().any(|(_, _, b)| WRITES.iter().any(|w| b.contains(w))) {
+            continue; // nothing in this binary changes global state
+        }
+        // Functions touching global state, through same-file helpers too.
+        let mut touching: Vec<&str> =
+            fns.iter().filter(|(_, _, b)| WRITES.iter().chain(&READS).any(|w| b.contains(w))).map(|(n, _, _)| n.as_str()).collect();
+        loop {
+            let more: Vec<&str> = fns
+                .iter()
+                .filter(|(n, _, b)| !touching.contains(&n.as_str()) && touching.iter().any(|t| b.contains(&format!("{t}("))))
+                .map(|(n, _, _)| n.as_str())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            touching.extend(more);
+        }
+        for (name, is_test, body) in &fns {
+            if *is_test && touching.contains(&name.as_str()) && !body.contains("torch_lock()") {
+                missing.push(format!("{}::{name}", path.file_name().unwrap().to_string_lossy()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "tests touching libtorch's global state without util::torch_lock(): {missing:?}");
 }

@@ -13,16 +13,32 @@ use lt_glmc::recipe::Recipe;
 use lt_shards::{ClassInfo, Manifest, Row, Split, SplitInfo, SplitWriter, WriterOptions, FORMAT};
 use lt_vision::codec::{encode_png, Decoded};
 
-/// `tch::manual_seed` is process-global: tests that build models serialize
-/// on this lock so that initialisations never interleave.
-pub static TORCH: Mutex<()> = Mutex::new(());
+/// libtorch's global state is per process, and the tests of one binary run
+/// in parallel threads: the default generator (`tch::manual_seed`, model
+/// initialisation, `randn`), the thread count (`set_num_threads`), the TF32
+/// and cuDNN flags. Every test that touches any of it, directly or through
+/// `train::setup` / `train::train` / `finetune::finetune` / `bench`,
+/// serialises on this one lock via [`torch_lock`]
+/// (`tests/model_and_checkpoint.rs::every_test_touching_global_torch_state_takes_the_lock`
+/// checks the test files for it).
+pub static GLOBAL_TORCH: Mutex<()> = Mutex::new(());
 
-/// Also pins libtorch to one intra-op thread: on a shared 2-core machine
-/// OpenMP's spinning threads make tiny models tens of times slower.
+/// Takes [`GLOBAL_TORCH`] (a test that panicked while holding it does not
+/// poison it for the others) and pins libtorch to one intra-op thread: on
+/// a shared 2-core machine OpenMP's spinning threads make tiny models tens
+/// of times slower.
 pub fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
-    let g = TORCH.lock().unwrap_or_else(|p| p.into_inner());
+    let g = GLOBAL_TORCH.lock().unwrap_or_else(|p| p.into_inner());
     lt_glmc::tch::set_num_threads(1);
     g
+}
+
+/// A PID that no process has (a child that has exited and been reaped).
+pub fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().expect("spawn true");
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
 }
 
 /// A learnable image of class `c`: a class-specific colour and a bright

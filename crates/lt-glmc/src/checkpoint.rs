@@ -8,8 +8,15 @@
 //!   the loader's opaque position).
 //!
 //! Writes are atomic: everything goes to `<dir>.tmp-<pid>` first, which then
-//! replaces `<dir>` by rename, so a crash leaves either the old or the new
-//! checkpoint, never a mix.
+//! replaces `<dir>` by two renames (`<dir>` → `<dir>.old-<pid>`, tmp →
+//! `<dir>`), so a crash leaves either the old or the new checkpoint, never a
+//! mix. [`recover`] (run at the start of every run, under the run lock)
+//! removes what a killed writer left behind and, after a crash between the
+//! two renames, puts the old checkpoint back in place.
+//!
+//! Only finite weights are saved: [`save`] refuses a model whose parameters
+//! or buffers (BatchNorm running statistics) hold NaN or infinity, and
+//! leaves the previous checkpoint as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,13 +74,62 @@ pub fn load_weights(vs: &mut VarStore, path: &Path) -> Result<()> {
     vs.load(path).map_err(|e| GlmcError::Checkpoint { path: path.to_path_buf(), why: e.to_string() })
 }
 
-/// Saves a checkpoint atomically into `dir`.
-pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, state: &TrainState) -> Result<()> {
-    let name = dir
+/// The first variable of `vs` (parameter or buffer, by name) or momentum
+/// buffer of `opt` that holds a NaN or an infinity.
+pub fn first_non_finite(vs: &VarStore, opt: &Sgd) -> Result<Option<String>> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.extend(opt.buffers().into_iter().map(|(n, t)| (format!("the momentum of {n}"), t)));
+    for (n, t) in named {
+        let finite = t.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
+        if !finite {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
+/// "epoch E" (1-based, as the progress line) or "epoch E step S" for a
+/// mid-epoch state.
+fn describe(state: &TrainState) -> String {
+    if state.step_in_epoch == 0 {
+        format!("after epoch {}", state.epoch)
+    } else {
+        format!("at epoch {} step {}", state.epoch + 1, state.step_in_epoch)
+    }
+}
+
+/// What stays in `dir` when a save is refused.
+fn kept(dir: &Path) -> String {
+    match load_state(dir) {
+        Ok(st) => format!("the last good checkpoint ({}) is kept in {}", describe(&st), dir.display()),
+        Err(_) => "no checkpoint had been written yet".to_string(),
+    }
+}
+
+fn name_of(dir: &Path) -> Result<String> {
+    Ok(dir
         .file_name()
         .ok_or_else(|| GlmcError::invalid("checkpoint directory", dir.display().to_string()))?
         .to_string_lossy()
-        .into_owned();
+        .into_owned())
+}
+
+/// Saves a checkpoint atomically into `dir`. Non-finite weights are an
+/// error and leave `dir` untouched.
+pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, state: &TrainState) -> Result<()> {
+    let name = name_of(dir)?;
+    if let Some(bad) = first_non_finite(vs, opt)? {
+        let at = if state.step_in_epoch == 0 {
+            format!("global step {} (end of epoch {})", state.step, state.epoch)
+        } else {
+            format!("global step {} (epoch {})", state.step, state.epoch + 1)
+        };
+        return Err(GlmcError::Checkpoint {
+            path: dir.to_path_buf(),
+            why: format!("not saved: {bad} holds non-finite values (NaN or inf) at {at}; stopping, {}", kept(dir)),
+        });
+    }
     let tmp = dir.with_file_name(format!("{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -100,11 +156,105 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, state: &TrainState) -> Result<
         None
     };
     fs::rename(&tmp, dir).map_err(io(dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The renames themselves reach the disk.
+        let _ = fs::File::open(parent).and_then(|d| d.sync_all());
+    }
     if let Some(old) = old {
         fs::remove_dir_all(&old).map_err(io(&old))?;
     }
     tracing::debug!(dir = %dir.display(), epoch = state.epoch, step = state.step, "checkpoint saved");
     Ok(())
+}
+
+/// Whether process `pid` exists (a zombie counts; a PID of another user too).
+fn alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// What [`recover`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Temporary and old checkpoints of dead writers that were removed.
+    pub removed: Vec<PathBuf>,
+    /// The `<dir>.old-<pid>` put back as `dir` (a crash between the renames).
+    pub restored: Option<PathBuf>,
+}
+
+/// Repairs checkpoint `dir` after a writer was killed; call it before
+/// reading `dir`, holding the run directory's lock.
+///
+/// - `<dir>.tmp-<pid>` of a process that no longer runs (or of this one)
+///   is an unfinished write: removed.
+/// - When `dir` has no `state.json` but a `<dir>.old-<pid>` has one, the
+///   writer died between its two renames: the old checkpoint is moved back
+///   to `dir` (the newest one, by step, if there are several).
+/// - Other `<dir>.old-<pid>` of dead writers are leftovers: removed.
+pub fn recover(dir: &Path) -> Result<Recovery> {
+    let name = name_of(dir)?;
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(Recovery::default()),
+    };
+    let entries = match fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovery::default()),
+        Err(e) => return Err(GlmcError::Io { path: parent.to_path_buf(), source: e }),
+    };
+    let me = std::process::id();
+    let (mut tmps, mut olds) = (Vec::new(), Vec::new());
+    for e in entries {
+        let e = e.map_err(io(parent))?;
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&name) else { continue };
+        let (list, pid) = if let Some(p) = rest.strip_prefix(".tmp-") {
+            (&mut tmps, p)
+        } else if let Some(p) = rest.strip_prefix(".old-") {
+            (&mut olds, p)
+        } else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != me && alive(pid) {
+            tracing::warn!(path = %e.path().display(), pid, "left alone: its writer process is still running");
+            continue;
+        }
+        list.push(e.path());
+    }
+    let mut rec = Recovery::default();
+    if !dir.join(STATE_FILE).is_file() {
+        let newest = olds
+            .iter()
+            .filter_map(|p| load_state(p).ok().map(|s| (s.step, p.clone())))
+            .max_by_key(|(step, _)| *step)
+            .map(|(_, p)| p);
+        if let Some(old) = newest {
+            if dir.exists() {
+                // An incomplete directory in the way (not one of ours): keep it aside.
+                let aside = dir.with_file_name(format!("{name}.incomplete-{me}"));
+                fs::rename(dir, &aside).map_err(io(dir))?;
+                tracing::warn!(path = %aside.display(), "moved an incomplete checkpoint aside");
+            }
+            fs::rename(&old, dir).map_err(io(dir))?;
+            tracing::warn!(from = %old.display(), to = %dir.display(), "restored the checkpoint a killed writer had moved aside");
+            olds.retain(|p| p != &old);
+            rec.restored = Some(old);
+        }
+    }
+    for p in tmps.into_iter().chain(olds) {
+        fs::remove_dir_all(&p).map_err(io(&p))?;
+        tracing::info!(path = %p.display(), "removed a checkpoint left by a killed writer");
+        rec.removed.push(p);
+    }
+    Ok(rec)
 }
 
 /// Reads only `state.json` of the checkpoint in `dir`.

@@ -17,9 +17,11 @@ pub enum GlmcError {
         #[source]
         source: tch::TchError,
     },
-    /// The total loss was NaN or infinite; training must stop here and the
-    /// last good checkpoint be kept.
-    #[error("non-finite loss ({value}) at global step {step} (epoch {epoch}); stopping, the last good checkpoint is kept")]
+    /// The total loss was NaN or infinite; training must stop here, without
+    /// saving. `epoch` is 0-based; the message counts from 1, as the
+    /// progress line does. Whether a checkpoint exists is the caller's to
+    /// say (none does when this happens in the first epoch of a run).
+    #[error("non-finite loss ({value}) at global step {step} (epoch {}); stopping without saving", epoch + 1)]
     NonFiniteLoss { step: u64, epoch: usize, value: f64 },
     /// A setting or an input has a value the method cannot use.
     #[error("invalid {what}: {why}")]

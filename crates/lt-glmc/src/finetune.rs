@@ -33,6 +33,7 @@ use std::sync::Arc;
 use lt_loader::batch::Position;
 use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
 use lt_loader::sampler::SamplerSpec;
+use lt_loader::source::EncodedSource;
 use tch::{Device, Kind};
 
 use crate::checkpoint;
@@ -44,8 +45,9 @@ use crate::pinned::{batch_to_device, TensorAllocator};
 use crate::recipe::{EvalHead, FinetuneSection, Recipe};
 use crate::report::{self, RunInfo};
 use crate::loss::LossValues;
+use crate::rundir::{self, ResumeChange, RunLock, Stage};
 use crate::train::{
-    self, append_metrics, check_dataset, check_saved_recipe, convert_layout, epoch_end_state, io, metrics_before, next_batch,
+    self, append_metrics, check_dataset, convert_layout, epoch_end_state, io, metrics_before, next_batch,
     precision_config, setup, start_run_dir, workers, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
@@ -159,6 +161,19 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     let out = opts.out.clone().unwrap_or_else(|| run.join(DEFAULT_OUT));
     let out_ckpt = out.join(CHECKPOINT_DIR);
     let resume_err = |why: String| GlmcError::Resume { path: out.clone(), why };
+    if opts.stop_after == Some(0) {
+        return Err(GlmcError::invalid("stop_after", "must be >= 1"));
+    }
+    if out.canonicalize().ok().is_some_and(|o| run.canonicalize().ok() == Some(o)) {
+        return Err(GlmcError::Finetune { path: run.clone(), why: "--out must be another directory than the run's own".into() });
+    }
+    // The source run is read (no trainer may write it meanwhile), the output
+    // written by this process only; then a killed writer's leftovers go.
+    let _source_lock = RunLock::shared(run)?;
+    let Some(_lock) = rundir::lock_run(&out, !opts.resume)? else {
+        return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
+    };
+    checkpoint::recover(&out_ckpt)?;
     if opts.resume {
         if !out_ckpt.join(checkpoint::STATE_FILE).is_file() {
             return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
@@ -168,9 +183,6 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             "output",
             format!("{} already holds a fine-tuning run (use --resume, or another --out)", out.display()),
         ));
-    }
-    if opts.stop_after == Some(0) {
-        return Err(GlmcError::invalid("stop_after", "must be >= 1"));
     }
 
     let prec = precision_config(&recipe.perf, device)?;
@@ -195,7 +207,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
     let (mut done, mut step, mut records) = (0usize, 0u64, Vec::new());
     let threshold = if opts.resume {
-        check_saved_recipe(&out, &recipe)?;
+        let change = rundir::check_resume_recipe(&out, &recipe, Stage::Finetune, checkpoint::load_state(&out_ckpt)?.epoch)?;
         // Head weights and momentum from the fine-tuning checkpoint; the
         // frozen variables there are the source's, bit for bit.
         let st = checkpoint::load(&out_ckpt, &mut s.vs, &mut s.opt)?;
@@ -212,6 +224,9 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         let t = st.extra.get(EXTRA_THRESHOLD).and_then(|v| v.as_f64());
         let t = t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?;
         maxnorm = maxnorm.with_threshold(t)?;
+        if change != ResumeChange::Same {
+            rundir::save_recipe(&out, &recipe)?;
+        }
         done = st.epoch;
         step = st.step;
         records = metrics_before(&out, done)?;
@@ -240,7 +255,11 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             .with_epochs(stop as u64)
             .with_state(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
             .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
-        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
+        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg).map_err(|e| {
+            let rows = ds.train.len();
+            let remedy = format!("use a smaller finetune.batch_size (at most {rows}; --set finetune.batch_size=N)");
+            rundir::batch_error(e.into(), "finetune.batch_size", &remedy, b, rows)
+        })?;
         let steps = loader.steps_per_epoch();
         let schedule = ft.schedule();
         let head = &s.net.head_cb;

@@ -22,6 +22,8 @@
 //!   written atomically;
 //! - [`train`]: the training loop (loader → device → GLMC step →
 //!   evaluation → checkpoint, exact resume) behind the `lt-train` binary;
+//! - [`rundir`]: the run-directory lock (one writer per run) and what a
+//!   resume may change;
 //! - [`host_alloc`]: glibc malloc settings that keep freed activations in
 //!   the process (no page faults per CPU step);
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
@@ -67,6 +69,7 @@ pub mod optim;
 pub mod pinned;
 pub mod recipe;
 pub mod report;
+pub mod rundir;
 pub mod train;
 
 pub use error::{GlmcError, Result};

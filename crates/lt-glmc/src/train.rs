@@ -395,6 +395,9 @@ pub struct TrainOutcome {
     pub last_eval: Option<EvalReport>,
     pub finished: bool,
     pub dataset: Dataset,
+    /// The run directory's lock: the caller (lt-train writes the report)
+    /// holds the run until it drops the outcome.
+    _lock: crate::rundir::RunLock,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -407,24 +410,12 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
     move |source| GlmcError::Io { path: path.to_path_buf(), source }
 }
 
-/// Top-level recipe keys whose values differ, for a readable resume error.
-/// The resume check that `recipe` is the one saved in run directory `out`.
-pub(crate) fn check_saved_recipe(out: &Path, recipe: &Recipe) -> Result<()> {
-    let resume_err = |why: String| GlmcError::Resume { path: out.to_path_buf(), why };
-    let saved = Recipe::load(&out.join(RECIPE_FILE)).map_err(|e| resume_err(format!("its {RECIPE_FILE}: {e}")))?;
-    let diff = recipe_diff(&saved, recipe);
-    if !diff.is_empty() {
-        return Err(resume_err(format!("the recipe differs from the checkpoint's: {}", diff.join("; "))));
-    }
-    Ok(())
-}
+// --- run-directory helpers (resume checks and metrics: crate::rundir) ---
 
-/// On resume: keeps (and rewrites) the metrics of the epochs before `epoch`.
+/// On resume: keeps the metrics.jsonl lines of the epochs before `epoch`,
+/// byte for byte ([`crate::rundir::keep_metrics_before`]).
 pub(crate) fn metrics_before(out: &Path, epoch: usize) -> Result<Vec<EpochRecord>> {
-    let mut records = read_metrics(out)?;
-    records.retain(|r| r.epoch < epoch);
-    write_metrics(out, &records)?;
-    Ok(records)
+    crate::rundir::keep_metrics_before(out, epoch)
 }
 
 /// A new run directory: the resolved recipe and an empty metrics.jsonl.
@@ -434,33 +425,7 @@ pub(crate) fn start_run_dir(out: &Path, recipe: &Recipe) -> Result<()> {
     std::fs::write(&rp, recipe.to_toml_string()?).map_err(io(&rp))?;
     write_metrics(out, &[])
 }
-
-fn recipe_diff(a: &Recipe, b: &Recipe) -> Vec<String> {
-    let ta = toml::Value::try_from(a).ok();
-    let tb = toml::Value::try_from(b).ok();
-    let (Some(toml::Value::Table(ta)), Some(toml::Value::Table(tb))) = (ta, tb) else { return vec!["recipe".into()] };
-    let mut out = Vec::new();
-    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
-    for k in keys {
-        match (ta.get(k), tb.get(k)) {
-            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
-                let sub: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-                for s in sub {
-                    if x.get(s) != y.get(s) {
-                        out.push(format!("{k}.{s}: {} ≠ {}", show(x.get(s)), show(y.get(s))));
-                    }
-                }
-            }
-            (x, y) if x != y => out.push(format!("{k}: {} ≠ {}", show(x), show(y))),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn show(v: Option<&toml::Value>) -> String {
-    v.map_or_else(|| "(unset)".into(), |v| v.to_string())
-}
+// --- end of run-directory helpers ---
 
 /// Reads metrics.jsonl (missing file: no records).
 pub fn read_metrics(out: &Path) -> Result<Vec<EpochRecord>> {
@@ -633,6 +598,12 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
     let resume_err = |why: String| GlmcError::Resume { path: out.clone(), why };
+    // One writer per run directory (held by the outcome, so lt-train keeps
+    // it until its report is written), then a killed writer's repairs.
+    let Some(_lock) = crate::rundir::lock_run(&out, !opts.resume)? else {
+        return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
+    };
+    checkpoint::recover(&ckpt)?;
 
     let mut s = setup(recipe, &ds, opts.device)?;
     let seed = recipe.train.seed;
@@ -642,9 +613,13 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         if !ckpt.join(checkpoint::STATE_FILE).exists() {
             return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
         }
-        check_saved_recipe(&out, recipe)?;
+        // The saved recipe, or the same with more epochs where that is well defined.
+        let change = crate::rundir::check_resume_recipe(&out, recipe, crate::rundir::Stage::Train, checkpoint::load_state(&ckpt)?.epoch)?;
         let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
         check_dataset(&state, &ds, &out)?;
+        if change != crate::rundir::ResumeChange::Same {
+            crate::rundir::save_recipe(&out, recipe)?;
+        }
         if state.step_in_epoch != 0 {
             return Err(resume_err("mid-epoch checkpoints are not supported".into()));
         }
@@ -693,7 +668,12 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             .with_epochs(stop as u64)
             .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: 0 } })
             .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && opts.device.is_cuda())));
-        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)?;
+        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)
+            .map_err(|e| {
+                let rows = ds.train.len();
+                let remedy = format!("use a smaller --batch-size (at most {rows}), or train.drop_last = false");
+                crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
+            })?;
         let steps = loader.steps_per_epoch();
         let loss_cfg = recipe.glmc.loss_config();
         let schedule = recipe.optim.schedule();
@@ -768,7 +748,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     if last_eval.is_none() {
         last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
     }
-    Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds })
+    Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds, _lock })
 }
 
 /// Whether the training loader drops the last partial batch: as the recipe

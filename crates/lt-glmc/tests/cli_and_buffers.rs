@@ -98,3 +98,162 @@ fn tensor_buffers_give_the_same_batches_as_heap_buffers() {
         let _: &Tensor = &xt;
     }
 }
+
+fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = lt_train().args(args).output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Exit 2 with `needles` in the message, and no panic or abort.
+fn assert_refused(args: &[&str], needles: &[&str]) -> String {
+    let (code, _, err) = run_cli(args);
+    assert_eq!(code, Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: no {n:?} in {err}");
+    }
+    err
+}
+
+/// Issue 10 (2): `--threads 0` panicked inside tch.
+#[test]
+fn zero_threads_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s");
+    util::write_synth(&shards, &[8, 4], 2, 8, 3, 9);
+    let s = shards.to_str().unwrap();
+    let out = tmp.path().join("run");
+    assert_refused(&[s, "--threads", "0", "--device", "cpu", "--out", out.to_str().unwrap()], &["--threads", "0"]);
+    assert_refused(&[s, "--threads=-2", "--device", "cpu", "--out", out.to_str().unwrap()], &["--threads"]);
+    assert!(!out.exists());
+    assert_refused(&["finetune", out.to_str().unwrap(), "--threads", "0", "--device", "cpu"], &["--threads", "0"]);
+}
+
+/// Issue 10 (8): `lt-train help` opened `help/manifest.json`.
+#[test]
+fn help_is_a_subcommand_and_the_help_texts_name_the_subcommands() {
+    let (code, out, err) = run_cli(&["help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("finetune") && out.contains("replot") && out.contains("SHARDS") && out.contains("--resume"), "{out}");
+    assert!(!err.contains("manifest.json"), "{err}");
+    for args in [&["help", "finetune"][..], &["finetune", "--help"]] {
+        let (code, out, err) = run_cli(args);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("MaxNorm") && out.contains("--per-epoch") && out.contains("RUN_DIR"), "{out}");
+    }
+    let (code, out, _) = run_cli(&["replot", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Redraw") && out.contains("RUN_DIRS"), "{out}");
+    let (code, out, _) = run_cli(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("finetune") && out.contains("--batch-size") && out.contains("at least 1"), "{out}");
+    // Without a shard directory or a subcommand: clap's usage error.
+    assert_refused(&[], &["SHARDS"]);
+}
+
+/// Issue 10 (3): a second writer of a run directory is refused while the
+/// first holds it (here the test process holds the lock, as a running
+/// lt-train would), naming the holder.
+#[test]
+fn a_second_writer_of_a_run_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s");
+    util::write_synth(&shards, &[8, 4], 2, 8, 3, 9);
+    let recipe = tmp.path().join("r.toml");
+    std::fs::write(&recipe, util::tiny_recipe(1).to_toml_string().unwrap()).unwrap();
+    let out = tmp.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    let args = |resume: bool| {
+        let mut a: Vec<String> = vec![shards.to_str().unwrap().into(), "--recipe".into(), recipe.to_str().unwrap().into()];
+        a.extend(["--device", "cpu", "--threads", "1", "-q"].map(String::from));
+        a.extend(if resume { ["--resume", out.to_str().unwrap()] } else { ["--out", out.to_str().unwrap()] }.map(String::from));
+        a
+    };
+    let held = lt_glmc::rundir::RunLock::exclusive(&out).unwrap();
+    let pid = std::process::id().to_string();
+    let a = args(false);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = assert_refused(&a, &["in use", &pid, out.to_str().unwrap()]);
+    assert!(!out.join("recipe.toml").exists() && !out.join("metrics.jsonl").exists(), "{err}");
+    drop(held);
+    // Released (as when the first process ends, killed or not): it runs.
+    let (code, _, err) = run_cli(&a);
+    assert_eq!(code, Some(0), "{err}");
+    // A resume is a writer too.
+    let held = lt_glmc::rundir::RunLock::exclusive(&out).unwrap();
+    let r = args(true);
+    let r: Vec<&str> = r.iter().map(String::as_str).collect();
+    assert_refused(&r, &["in use", &pid]);
+    // And so is fine-tuning into it, while reading from it is allowed to others.
+    let ft = tmp.path().join("ft");
+    assert_refused(
+        &["finetune", out.to_str().unwrap(), "--out", ft.to_str().unwrap(), "--shards", shards.to_str().unwrap(), "--device", "cpu"],
+        &["in use"],
+    );
+    drop(held);
+    std::fs::create_dir_all(&ft).unwrap();
+    let held = lt_glmc::rundir::RunLock::exclusive(&ft).unwrap();
+    assert_refused(
+        &["finetune", out.to_str().unwrap(), "--out", ft.to_str().unwrap(), "--shards", shards.to_str().unwrap(), "--device", "cpu"],
+        &["in use", &pid],
+    );
+    drop(held);
+    // In one process the lock is re-entrant (lt-train holds it across train() and its report).
+    let a1 = lt_glmc::rundir::RunLock::exclusive(&out).unwrap();
+    let a2 = lt_glmc::rundir::RunLock::exclusive(&out).unwrap();
+    assert_eq!(a1.path(), a2.path());
+}
+
+/// Issue 10 (4b): NaN at the third step of the first epoch: the message
+/// counts epochs from 1 and does not claim a checkpoint is kept.
+#[test]
+fn non_finite_loss_in_the_first_epoch_claims_no_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s");
+    util::write_synth(&shards, &[32, 16], 2, 8, 3, 9);
+    let recipe = tmp.path().join("r.toml");
+    std::fs::write(&recipe, util::tiny_recipe(2).to_toml_string().unwrap()).unwrap();
+    let out = tmp.path().join("run");
+    let (s, r, o) = (shards.to_str().unwrap(), recipe.to_str().unwrap(), out.to_str().unwrap());
+    let err = assert_refused(
+        &[s, "--recipe", r, "--set", "optim.lr=1e30", "--device", "cpu", "--threads", "1", "-q", "--out", o],
+        &["non-finite loss", "(epoch 1)", "no checkpoint had been written yet"],
+    );
+    assert!(!err.contains("is kept") && !err.contains("epoch 0"), "{err}");
+    assert!(!out.join("checkpoint").exists());
+}
+
+/// Issue 10 (6, 7): `--resume` with a flag compares against the run's own
+/// recipe (it used to start from the shards' defaults and list 8-10
+/// unrelated fields); `--epochs` on a cosine run is refused saying why; a
+/// batch larger than the data names --batch-size.
+#[test]
+fn resume_flags_show_only_what_differs_and_batch_size_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s");
+    util::write_synth(&shards, &[16, 8], 2, 8, 3, 9);
+    let recipe = tmp.path().join("r.toml");
+    std::fs::write(&recipe, util::tiny_recipe(2).to_toml_string().unwrap()).unwrap();
+    let out = tmp.path().join("run");
+    let (s, r, o) = (shards.to_str().unwrap(), recipe.to_str().unwrap(), out.to_str().unwrap());
+    let (code, _, err) = run_cli(&[s, "--recipe", r, "--stop-after", "1", "--device", "cpu", "--threads", "1", "-q", "--out", o]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let err = assert_refused(&[s, "--resume", o, "--set", "optim.lr=0.1", "--device", "cpu", "-q"], &["optim.lr: 0.05 ≠ 0.1"]);
+    assert_eq!(err.matches('≠').count(), 1, "{err}");
+    let err = assert_refused(
+        &[s, "--resume", o, "--epochs", "5", "--device", "cpu", "-q"],
+        &["train.epochs cannot change from 2 to 5", "optim.schedule = \"cosine\"", "depends on the total epochs"],
+    );
+    assert!(!err.contains("name:"), "{err}");
+    // Unchanged flags are no change.
+    let (code, _, err) = run_cli(&[s, "--resume", o, "--epochs", "2", "--seed", "3", "--device", "cpu", "--threads", "1", "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let big = tmp.path().join("big");
+    let err = assert_refused(
+        &[s, "--recipe", r, "--batch-size", "100000", "--set", "train.drop_last=true", "--device", "cpu", "-q", "--out", big.to_str().unwrap()],
+        &["train.batch_size", "--batch-size (at most 24)"],
+    );
+    assert!(!err.contains("set drop_last = false"), "{err}");
+}

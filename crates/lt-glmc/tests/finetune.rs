@@ -126,11 +126,17 @@ fn finetune_resume_is_exact() {
     let losses = |d: &Path| train::read_metrics(d).unwrap().iter().map(|r| r.loss).collect::<Vec<_>>();
     assert_eq!(losses(&a), losses(&b));
 
-    // A changed setting is refused, naming the field.
+    // A changed setting is refused, naming the field (and only it).
     o.overrides.push(("finetune.lr".into(), "0.01".into()));
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
     assert!(matches!(e, GlmcError::Resume { .. }) && e.to_string().contains("finetune.lr"), "{e}");
+    assert_eq!(e.to_string().matches('≠').count(), 1, "{e}");
     o.overrides.pop();
+    // More epochs of a cosine fine-tuning: refused, saying why (issue 10).
+    o.overrides[0].1 = "5".into();
+    let e = finetune::finetune(&o, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("finetune.epochs cannot change from 3 to 5") && e.contains("finetune.schedule = \"cosine\""), "{e}");
+    o.overrides[0].1 = "3".into();
     // Nothing to resume.
     o.out = Some(tmp.path().join("none"));
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
@@ -196,6 +202,11 @@ fn finetune_errors_are_clear() {
     o.overrides = vec![("finetune.epochs".into(), "0".into())];
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
     assert!(e.to_string().contains("finetune.epochs"), "{e}");
+    // A batch larger than the data names the setting and a size that works (issue 10).
+    o.overrides = vec![("finetune.batch_size".into(), "100000".into())];
+    let e = finetune::finetune(&o, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("finetune.batch_size") && e.contains("at most 120") && !e.contains("drop_last"), "{e}");
+    std::fs::remove_dir_all(run.join("finetune")).unwrap();
 
     // Other data: the resume error.
     let other = tmp.path().join("other");

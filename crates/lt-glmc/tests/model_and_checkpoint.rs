@@ -279,3 +279,96 @@ fn every_test_touching_global_torch_state_takes_the_lock() {
     }
     assert!(missing.is_empty(), "tests touching libtorch's global state without util::torch_lock(): {missing:?}");
 }
+
+fn state(epoch: usize, step: u64) -> TrainState {
+    TrainState { epoch, step, step_in_epoch: 0, lr: 0.1, rng: [1, 2, 3, 4], loader: serde_json::Value::Null, extra: serde_json::Value::Null }
+}
+
+/// Issue 10 (4a): a NaN in a BatchNorm running statistic (a buffer, not a
+/// parameter: the loss can stay finite) is refused before anything is
+/// written, and the message says what stays.
+#[test]
+fn non_finite_weights_or_buffers_are_not_saved() {
+    let _g = torch_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("checkpoint");
+    let (vs, _net) = tiny();
+    let opt = Sgd::new(&vs, SgdConfig::default());
+    let bad_name = "encoder.layer3.2.bn1.running_var";
+    let vars = vs.variables();
+    let bad = &vars[bad_name];
+    let good = bad.copy();
+
+    // No checkpoint yet: refused, nothing written, and no claim that one is kept.
+    let _ = lt_glmc::tch::no_grad(|| bad.shallow_clone().fill_(f64::NAN));
+    let e = checkpoint::save(&ck, &vs, &opt, &state(1, 10)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, GlmcError::Checkpoint { .. }), "{msg}");
+    assert!(msg.contains(bad_name) && msg.contains("non-finite") && msg.contains("epoch 1"), "{msg}");
+    assert!(msg.contains("no checkpoint had been written yet") && !msg.contains("is kept"), "{msg}");
+    assert!(!ck.exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(names.is_empty(), "{names:?}");
+
+    // A good checkpoint, then an infinite parameter: the good one stays, byte for byte.
+    let _ = lt_glmc::tch::no_grad(|| bad.shallow_clone().copy_(&good));
+    checkpoint::save(&ck, &vs, &opt, &state(1, 10)).unwrap();
+    let before: Vec<Vec<u8>> =
+        [checkpoint::MODEL_FILE, checkpoint::STATE_FILE].iter().map(|f| std::fs::read(ck.join(f)).unwrap()).collect();
+    let w = &vars["head.weight"];
+    let _ = lt_glmc::tch::no_grad(|| w.shallow_clone().fill_(f64::INFINITY));
+    let e = checkpoint::save(&ck, &vs, &opt, &state(2, 20)).unwrap_err().to_string();
+    assert!(e.contains("head.weight") && e.contains("end of epoch 2"), "{e}");
+    assert!(e.contains("the last good checkpoint (after epoch 1) is kept"), "{e}");
+    let after: Vec<Vec<u8>> =
+        [checkpoint::MODEL_FILE, checkpoint::STATE_FILE].iter().map(|f| std::fs::read(ck.join(f)).unwrap()).collect();
+    assert!(before == after, "the good checkpoint changed");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary was left behind");
+}
+
+/// Issue 10 (4c, 4d): what a killed writer leaves is repaired at start.
+#[test]
+fn recover_removes_dead_writers_temporaries_and_restores_a_moved_checkpoint() {
+    let _g = torch_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("checkpoint");
+    let (vs, _net) = tiny();
+    let opt = Sgd::new(&vs, SgdConfig::default());
+    checkpoint::save(&ck, &vs, &opt, &state(3, 30)).unwrap();
+    let dead = util::dead_pid();
+
+    // (c) a write cut short: checkpoint.tmp-<dead pid>, half written.
+    let tmp = dir.path().join(format!("checkpoint.tmp-{dead}"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join(checkpoint::MODEL_FILE), b"half").unwrap();
+    // One of a live process (this test's parent, say) is not touched.
+    let live = dir.path().join(format!("checkpoint.tmp-{}", std::os::unix::process::parent_id()));
+    std::fs::create_dir_all(&live).unwrap();
+    let r = checkpoint::recover(&ck).unwrap();
+    assert_eq!((r.removed, r.restored), (vec![tmp.clone()], None));
+    assert!(!tmp.exists() && live.exists() && ck.join(checkpoint::STATE_FILE).is_file());
+    std::fs::remove_dir_all(&live).unwrap();
+
+    // (d) killed between the two renames: the good checkpoint sits in
+    // checkpoint.old-<pid>, the new one in checkpoint.tmp-<pid>.
+    let old = dir.path().join(format!("checkpoint.old-{dead}"));
+    std::fs::rename(&ck, &old).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut vs2 = VarStore::new(Device::Cpu);
+    let _net2 = GlmcNet::try_new(&vs2.root(), ModelConfig::new(Arch::ResNet32 { width: 2 }, 3).with_proj_dim(4)).unwrap();
+    let mut opt2 = Sgd::new(&vs2, SgdConfig::default());
+    assert!(checkpoint::load(&ck, &mut vs2, &mut opt2).is_err(), "nothing in place before recover");
+    let r = checkpoint::recover(&ck).unwrap();
+    assert_eq!((r.removed, r.restored), (vec![tmp.clone()], Some(old.clone())));
+    assert_eq!(checkpoint::load(&ck, &mut vs2, &mut opt2).unwrap(), state(3, 30));
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("checkpoint")]);
+
+    // Killed after the second rename: the leftover old copy goes.
+    std::fs::create_dir_all(&old).unwrap();
+    let r = checkpoint::recover(&ck).unwrap();
+    assert_eq!((r.removed, r.restored), (vec![old.clone()], None));
+    // Nothing to do: nothing happens (also without a checkpoint at all).
+    assert_eq!(checkpoint::recover(&ck).unwrap(), checkpoint::Recovery::default());
+    assert_eq!(checkpoint::recover(&dir.path().join("none/checkpoint")).unwrap(), checkpoint::Recovery::default());
+}

@@ -267,3 +267,167 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
     assert_eq!(std::fs::read(run.join("checkpoint/state.json")).unwrap(), before);
     assert_eq!(train::read_metrics(&run).unwrap().len(), 1);
 }
+
+/// Issue 10 (5): a resume keeps metrics.jsonl's lines of the epochs before
+/// the checkpoint byte for byte (they were parsed and re-printed before,
+/// which moved numbers by an ULP), and a line cut short by a kill is dropped.
+#[test]
+fn resume_keeps_earlier_metrics_lines_byte_for_byte() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, run) = (tmp.path().join("s"), tmp.path().join("run"));
+    write_synth(&shards, &COUNTS, 2, 8, 3, 11);
+    let mut o = opts(&shards, &run, tiny_recipe(3));
+    o.stop_after = Some(1);
+    train::train(&o, &mut Quiet).unwrap();
+    let mp = run.join("metrics.jsonl");
+    // The same numbers, printed another way (as another JSON writer, or
+    // another float printer, would), and the start of a line a kill cut.
+    let line = std::fs::read_to_string(&mp).unwrap();
+    let lr = serde_json::from_str::<serde_json::Value>(&line).unwrap()["lr"].as_f64().unwrap();
+    let edited = line.replacen(&format!("\"lr\":{lr}"), &format!("\"lr\":{lr:e}"), 1);
+    assert_ne!(edited, line);
+    std::fs::write(&mp, format!("{edited}{{\"epoch\":1,\"lr\":0.0")).unwrap();
+    o.resume = true;
+    o.stop_after = Some(2);
+    let second = train::train(&o, &mut Quiet).unwrap();
+    assert_eq!(second.records.len(), 2);
+    let text = std::fs::read_to_string(&mp).unwrap();
+    assert!(text.starts_with(&edited), "the kept line changed:\n{edited}\n{text}");
+    assert_eq!(text.lines().count(), 2);
+    // A resume from the same checkpoint twice: identical files.
+    let before = std::fs::read(&mp).unwrap();
+    o.stop_after = Some(2);
+    train::train(&o, &mut Quiet).unwrap();
+    assert_eq!(std::fs::read(&mp).unwrap(), before);
+}
+
+/// Issue 10 (4a): BatchNorm running statistics that turn NaN (the loss stays
+/// finite: training mode uses the batch's statistics) are not checkpointed;
+/// the last good checkpoint stays.
+#[test]
+fn nan_running_statistics_are_not_checkpointed() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, run) = (tmp.path().join("s"), tmp.path().join("run"));
+    write_synth(&shards, &COUNTS, 2, 8, 3, 12);
+    let mut o = opts(&shards, &run, tiny_recipe(2));
+    o.stop_after = Some(1);
+    train::train(&o, &mut Quiet).unwrap();
+    let model = run.join("checkpoint/model.safetensors");
+    let name = "encoder.bn1.running_var";
+    let mut found = false;
+    let poisoned: Vec<(String, Tensor)> = tensors(&model)
+        .into_iter()
+        .map(|(n, t)| {
+            if n == name {
+                found = true;
+                (n, t.full_like(f64::NAN))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    assert!(found, "no {name}");
+    Tensor::write_safetensors(&poisoned, &model).unwrap();
+    let before = std::fs::read(run.join("checkpoint/state.json")).unwrap();
+    o.stop_after = None;
+    o.resume = true;
+    let e = train::train(&o, &mut Quiet).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, GlmcError::Checkpoint { .. }) && msg.contains(name) && msg.contains("non-finite"), "{msg}");
+    assert!(msg.contains("the last good checkpoint (after epoch 1) is kept"), "{msg}");
+    assert_eq!(std::fs::read(run.join("checkpoint/state.json")).unwrap(), before);
+}
+
+/// Issue 10 (4c, 4d): a run killed inside a checkpoint write resumes.
+#[test]
+fn resume_after_a_kill_inside_a_checkpoint_write() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, run) = (tmp.path().join("s"), tmp.path().join("run"));
+    write_synth(&shards, &COUNTS, 2, 8, 3, 13);
+    let mut o = opts(&shards, &run, tiny_recipe(3));
+    o.stop_after = Some(1);
+    train::train(&o, &mut Quiet).unwrap();
+    // Killed between the renames of the epoch-2 checkpoint: epoch 1's sits
+    // in checkpoint.old-PID, epoch 2's (complete) in checkpoint.tmp-PID.
+    let dead = util::dead_pid();
+    let (ck, old, tmpd) = (run.join("checkpoint"), run.join(format!("checkpoint.old-{dead}")), run.join(format!("checkpoint.tmp-{dead}")));
+    std::fs::rename(&ck, &old).unwrap();
+    std::fs::create_dir_all(&tmpd).unwrap();
+    std::fs::write(tmpd.join("model.safetensors"), b"partial").unwrap();
+    o.resume = true;
+    o.stop_after = Some(2);
+    let out = train::train(&o, &mut Quiet).unwrap();
+    assert_eq!(out.epochs_done, 2);
+    let mut names: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert!(!names.iter().any(|n| n.contains(".tmp-") || n.contains(".old-")), "{names:?}");
+    assert_eq!(train::read_metrics(&run).unwrap().len(), 2);
+}
+
+/// Issue 10 (6): `--resume RUN --epochs N` extends a run whose schedule does
+/// not depend on the total epochs (the result equals a run started with N),
+/// and is refused, saying why, where it does.
+#[test]
+fn resume_with_more_epochs_extends_a_constant_schedule_only() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s");
+    write_synth(&shards, &COUNTS, 2, 8, 3, 14);
+    let ce = |epochs: usize| {
+        let mut r = tiny_recipe(epochs);
+        r.set("train.method", "\"cross_entropy\"").unwrap();
+        r.set("loader.views", "1").unwrap();
+        r.set("optim.schedule", "\"constant\"").unwrap();
+        r
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    train::train(&opts(&shards, &a, ce(2)), &mut Quiet).unwrap();
+    train::train(&opts(&shards, &b, ce(1)), &mut Quiet).unwrap();
+    let mut o = opts(&shards, &b, ce(2));
+    o.resume = true;
+    let ext = train::train(&o, &mut Quiet).unwrap();
+    assert_eq!((ext.epochs_done, ext.finished), (2, true));
+    assert_same_tensors(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
+    assert_eq!(lt_glmc::recipe::Recipe::load(&b.join("recipe.toml")).unwrap().train.epochs, 2);
+    // Fewer epochs than done: refused.
+    let mut fewer = opts(&shards, &b, ce(1));
+    fewer.resume = true;
+    let e = train::train(&fewer, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("already done 2 epochs"), "{e}");
+
+    // Cosine: the rate of every epoch depends on E.
+    let c = tmp.path().join("c");
+    let mut o = opts(&shards, &c, tiny_recipe(2));
+    o.stop_after = Some(1);
+    train::train(&o, &mut Quiet).unwrap();
+    o.recipe = tiny_recipe(4);
+    o.resume = true;
+    o.stop_after = None;
+    let e = train::train(&o, &mut Quiet).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, GlmcError::Resume { .. }), "{msg}");
+    assert!(msg.contains("train.epochs cannot change from 2 to 4") && msg.contains("optim.schedule = \"cosine\""), "{msg}");
+    assert!(msg.contains("start a new run"), "{msg}");
+    // GLMC with a constant rate: its cumulative α depends on E.
+    let d = tmp.path().join("d");
+    let mut r = tiny_recipe(2);
+    r.set("optim.schedule", "\"constant\"").unwrap();
+    let mut o = opts(&shards, &d, r.clone());
+    o.stop_after = Some(1);
+    train::train(&o, &mut Quiet).unwrap();
+    r.set("train.epochs", "3").unwrap();
+    o.recipe = r;
+    o.resume = true;
+    let e = train::train(&o, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("α") && e.contains("train.epochs"), "{e}");
+    // Any other change is listed alone.
+    let mut r = tiny_recipe(2);
+    r.set("optim.schedule", "\"constant\"").unwrap();
+    r.set("glmc.kappa", "2.0").unwrap();
+    o.recipe = r;
+    let e = train::train(&o, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("glmc.kappa: 1.0 ≠ 2.0") && e.matches('≠').count() == 1, "{e}");
+}

@@ -5,39 +5,91 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lt_glmc::finetune::{self, FinetuneOptions};
 use lt_glmc::loss::RebalancedLoss;
 use lt_glmc::recipe::{Method, Recipe};
 use lt_glmc::report::{self, RunInfo};
-use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, RECIPE_FILE};
+use lt_glmc::train::{self, Dataset, EpochRecord, Observer, TrainOptions, CHECKPOINT_DIR, RECIPE_FILE};
+use lt_glmc::{checkpoint, GlmcError};
 
 /// Train GLMC (or a baseline) on long-tailed shards made by lt-build, then
 /// write metrics.jsonl, report.md and plots into the run directory.
+///
+/// `lt-train SHARDS [OPTIONS]` trains; `lt-train finetune RUN_DIR` and
+/// `lt-train replot RUN_DIR...` work on run directories (name a shard
+/// directory called finetune, replot or help as ./finetune, ./replot, ./help).
+/// One process at a time writes a run directory: a second one is refused.
 ///
 /// Examples:
 ///   lt-train fmnist-lt/ --recipe pipelines/fashion-mnist-lt-demo.toml --epochs 3
 ///   lt-train shards/ --method ce --set optim.lr=0.05 --out runs/ce
 ///   lt-train shards/ --resume runs/ce
+///   lt-train shards/ --resume runs/ce --epochs 300   (more epochs: constant schedule, no GLMC re-weighting)
 ///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
 ///   lt-train replot runs/ce                  (redraw the run's plots)
 #[derive(Parser, Debug)]
-#[command(version, about, verbatim_doc_comment)]
+#[command(name = "lt-train", version, about, verbatim_doc_comment, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    train: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// MaxNorm fine-tuning of a run's re-balanced classifier g_cb (second stage)
+    ///
+    /// The optional second stage of GLMC: the encoder and the other heads are
+    /// frozen, g_cb is trained with class-balanced sampling and SGD, and its
+    /// weight rows are projected onto the MaxNorm ball after every iteration
+    /// (or every epoch). Settings come from the run recipe's [finetune] section
+    /// (defaults: 10 epochs, lr 0.01 cosine, wd 5e-4, thresh_ratio 0.1). Writes
+    /// a run directory of its own (metrics.jsonl, report.md, checkpoint,
+    /// recipe.toml).
+    ///
+    /// Examples:
+    ///   lt-train finetune runs/c10-glmc
+    ///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-epoch --out runs/c10-mn
+    ///   lt-train finetune runs/c10-glmc --resume      (after an interruption)
+    #[command(verbatim_doc_comment)]
+    Finetune(FinetuneArgs),
+    /// Redraw the plots of finished runs
+    ///
+    /// Redraws per_class.png and curves.png of finished runs from their
+    /// recipe.toml, metrics.jsonl and report.json (e.g. after an upgrade);
+    /// report.md is left as it is.
+    ///
+    /// Example:
+    ///   lt-train replot runs/c10-glmc runs/c10-glmc/finetune
+    #[command(verbatim_doc_comment)]
+    Replot(ReplotArgs),
+}
+
+// The training flags (`lt-train SHARDS ...`). No doc comment here: the
+// command's about text is Cli's.
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Shard directory (lt-build's output, with manifest.json)
-    shards: PathBuf,
+    #[arg(required = true)]
+    shards: Option<PathBuf>,
     /// Recipe (TOML, see pipelines/); default: the authors' settings chosen from the manifest
     #[arg(long)]
     recipe: Option<PathBuf>,
     /// Override a recipe field, e.g. --set optim.lr=0.05 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Training epochs (sets train.epochs); with --resume, more epochs for a
+    /// run with a constant schedule and no GLMC re-weighting
     #[arg(long)]
     epochs: Option<usize>,
+    /// Batch size (sets train.batch_size)
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Seed (sets train.seed)
     #[arg(long)]
     seed: Option<u64>,
     /// Training method (sets train.method and the glmc switches)
@@ -49,14 +101,15 @@ struct Args {
     /// Run directory (default runs/<recipe name>-<method>)
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint
+    /// Continue the run in this directory from its last checkpoint, with its
+    /// recipe.toml; flags change only what they name (see --epochs)
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// Stop (with a checkpoint) after this many epochs in total; resume later
     #[arg(long)]
     stop_after: Option<usize>,
-    /// libtorch intra-op threads (default: libtorch's choice)
-    #[arg(long)]
+    /// libtorch intra-op threads, at least 1 (default: libtorch's choice)
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// No progress bar
     #[arg(long, short)]
@@ -105,15 +158,37 @@ impl MethodArg {
 }
 
 impl Args {
-    fn changes_recipe(&self) -> bool {
-        self.recipe.is_some() || !self.sets.is_empty() || self.epochs.is_some() || self.batch_size.is_some() || self.seed.is_some() || self.method.is_some()
+    fn shards(&self) -> &std::path::Path {
+        self.shards.as_deref().unwrap_or(std::path::Path::new("."))
     }
 
+    /// The recipe of a new run: --recipe, or the defaults for the shards;
+    /// then the flags.
     fn recipe(&self) -> Result<Recipe> {
-        let mut r = match &self.recipe {
+        let r = match &self.recipe {
             Some(p) => Recipe::load(p)?,
-            None => train::default_recipe(&Dataset::open(&self.shards, 8192)?),
+            None => train::default_recipe(&Dataset::open(self.shards(), 8192)?),
         };
+        self.apply_flags(r)
+    }
+
+    /// The recipe of a resumed run: its recipe.toml (or --recipe), then the
+    /// flags, so that only what the flags change can differ.
+    fn resume_recipe(&self, dir: &std::path::Path) -> Result<Recipe> {
+        let r = match &self.recipe {
+            Some(p) => Recipe::load(p)?,
+            None => {
+                let p = dir.join(RECIPE_FILE);
+                if !p.is_file() {
+                    bail!("cannot resume {}: no {RECIPE_FILE} in it (is it an lt-train run directory?)", dir.display());
+                }
+                Recipe::load(&p).with_context(|| format!("cannot resume {}", dir.display()))?
+            }
+        };
+        self.apply_flags(r)
+    }
+
+    fn apply_flags(&self, mut r: Recipe) -> Result<Recipe> {
         if let Some(m) = self.method {
             m.apply(&mut r)?;
         }
@@ -132,6 +207,20 @@ impl Args {
         }
         Ok(r)
     }
+}
+
+/// A non-finite-loss stop, told with what became of the run's checkpoint
+/// (the library's message cannot know whether one exists).
+fn explain_stop(e: GlmcError, ckpt: &std::path::Path) -> anyhow::Error {
+    if !matches!(e, GlmcError::NonFiniteLoss { .. }) {
+        return e.into();
+    }
+    let kept = match checkpoint::load_state(ckpt) {
+        Ok(st) if st.step_in_epoch == 0 => format!("the last good checkpoint (after epoch {}) is kept in {}", st.epoch, ckpt.display()),
+        Ok(st) => format!("the last good checkpoint (epoch {} step {}) is kept in {}", st.epoch + 1, st.step_in_epoch, ckpt.display()),
+        Err(_) => "no checkpoint had been written yet".to_string(),
+    };
+    anyhow!("{e}; {kept}")
 }
 
 /// Progress bar per epoch plus one summary line per epoch on stderr.
@@ -203,14 +292,7 @@ fn run(args: Args) -> Result<()> {
         tch::set_num_threads(n);
     }
     let (out, resume, recipe) = match &args.resume {
-        Some(dir) => {
-            let recipe = if args.changes_recipe() {
-                args.recipe()?
-            } else {
-                Recipe::load(&dir.join(RECIPE_FILE)).with_context(|| format!("cannot resume {}", dir.display()))?
-            };
-            (dir.clone(), true, recipe)
-        }
+        Some(dir) => (dir.clone(), true, args.resume_recipe(dir)?),
         None => {
             let recipe = args.recipe()?;
             let out = args.out.clone().unwrap_or_else(|| {
@@ -225,14 +307,16 @@ fn run(args: Args) -> Result<()> {
             bail!("--stop-after must be >= 1");
         }
     }
-    eprintln!("lt-train: {} on {} → {} ({device:?})", recipe.name, args.shards.display(), out.display());
-    let opts = TrainOptions { shards: args.shards.clone(), out: out.clone(), recipe: recipe.clone(), device, resume, stop_after: args.stop_after };
+    let shards = args.shards().to_path_buf();
+    eprintln!("lt-train: {} on {} → {} ({device:?})", recipe.name, shards.display(), out.display());
+    let opts = TrainOptions { shards: shards.clone(), out: out.clone(), recipe: recipe.clone(), device, resume, stop_after: args.stop_after };
     let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: recipe.train.epochs };
-    let outcome = train::train(&opts, &mut bar)?;
+    // The outcome holds the run directory's lock until the report is written.
+    let outcome = train::train(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR)))?;
     let eval = outcome.last_eval.as_ref().context("no evaluation")?;
     let ds = &outcome.dataset;
     let info = RunInfo {
-        shards: args.shards.clone(),
+        shards: shards.clone(),
         device: format!("{device:?}"),
         epochs_done: outcome.epochs_done,
         class_names: ds.manifest.class_names(),
@@ -241,30 +325,18 @@ fn run(args: Args) -> Result<()> {
     };
     let md = report::write_report(&out, &recipe, &info, &outcome.records, eval)?;
     // The headline table (first table of the report).
-    for l in md.lines().skip_while(|l| !l.starts_with("| top-1")).take(3) {
+    for l in md.lines().skip_while(|l| !l.contains("| top-1 |")).take_while(|l| l.starts_with('|')) {
         println!("{l}");
     }
     if !outcome.finished {
-        println!("stopped after epoch {} of {}; continue with: lt-train {} --resume {}", outcome.epochs_done, recipe.train.epochs, args.shards.display(), out.display());
+        println!("stopped after epoch {} of {}; continue with: lt-train {} --resume {}", outcome.epochs_done, recipe.train.epochs, shards.display(), out.display());
     }
     println!("report: {}", out.join(report::REPORT_MD).display());
     Ok(())
 }
 
-/// MaxNorm fine-tuning of a run's re-balanced classifier g_cb (the optional
-/// second stage): the encoder and the other heads are frozen, g_cb is
-/// trained with class-balanced sampling and SGD, and its weight rows are
-/// projected onto the MaxNorm ball after every iteration (or every epoch).
-/// Settings come from the run recipe's [finetune] section (defaults: 10
-/// epochs, lr 0.01 cosine, wd 5e-4, thresh_ratio 0.1). Writes a run
-/// directory of its own (metrics.jsonl, report.md, checkpoint, recipe.toml).
-///
-/// Examples:
-///   lt-train finetune runs/c10-glmc
-///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-epoch --out runs/c10-mn
-///   lt-train finetune runs/c10-glmc --resume      (after an interruption)
-#[derive(Parser, Debug)]
-#[command(name = "lt-train finetune", version, verbatim_doc_comment)]
+// `lt-train finetune` (its help text is on Sub::Finetune).
+#[derive(clap::Args, Debug)]
 struct FinetuneArgs {
     /// Run directory of a finished (or stopped) lt-train run
     run_dir: PathBuf,
@@ -292,8 +364,8 @@ struct FinetuneArgs {
     /// cpu, cuda, cuda:N or auto
     #[arg(long, default_value = "auto")]
     device: String,
-    /// libtorch intra-op threads (default: libtorch's choice)
-    #[arg(long)]
+    /// libtorch intra-op threads, at least 1 (default: libtorch's choice)
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// No progress bar
     #[arg(long, short)]
@@ -323,8 +395,8 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let out = opts.out.clone().unwrap_or_else(|| args.run_dir.join(finetune::DEFAULT_OUT));
     eprintln!("lt-train finetune: {} → {} ({device:?})", args.run_dir.display(), out.display());
     let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: 0 };
-    let outcome = finetune::finetune(&opts, &mut bar)?;
-    for l in outcome.report.lines().skip_while(|l| !l.starts_with("| top-1")).take(3) {
+    let outcome = finetune::finetune(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR)))?;
+    for l in outcome.report.lines().skip_while(|l| !l.contains("| top-1 |")).take_while(|l| l.starts_with('|')) {
         println!("{l}");
     }
     if !outcome.finished {
@@ -340,14 +412,8 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// Redraw per_class.png and curves.png of finished runs from their
-/// recipe.toml, metrics.jsonl and report.json (e.g. after an upgrade);
-/// report.md is left as it is.
-///
-/// Example:
-///   lt-train replot runs/c10-glmc runs/c10-glmc/finetune
-#[derive(Parser, Debug)]
-#[command(name = "lt-train replot", version, verbatim_doc_comment)]
+// `lt-train replot` (its help text is on Sub::Replot).
+#[derive(clap::Args, Debug)]
 struct ReplotArgs {
     /// Run directories (lt-train or lt-train finetune output)
     #[arg(required = true)]
@@ -358,25 +424,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let tuning = lt_glmc::host_alloc::retain_freed_memory();
     tracing::debug!(?tuning, "host allocator");
-    // `lt-train finetune RUN_DIR …` and `lt-train replot RUN_DIR…` are
-    // subcommands; anything else is a shard directory (name a directory
-    // called "finetune" or "replot" as ./finetune, ./replot).
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let result = if argv.get(1).is_some_and(|a| a == "finetune") {
-        argv.remove(1);
-        argv[0] = "lt-train finetune".into();
-        run_finetune(FinetuneArgs::parse_from(argv))
-    } else if argv.get(1).is_some_and(|a| a == "replot") {
-        argv.remove(1);
-        argv[0] = "lt-train replot".into();
-        let a = ReplotArgs::parse_from(argv);
-        a.run_dirs.iter().try_for_each(|d| {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Sub::Finetune(a)) => run_finetune(a),
+        Some(Sub::Replot(a)) => a.run_dirs.iter().try_for_each(|d| {
             report::replot(d).with_context(|| format!("cannot replot {}", d.display()))?;
             println!("{}: {} {}", d.display(), report::PER_CLASS_PNG, report::CURVES_PNG);
             Ok(())
-        })
-    } else {
-        run(Args::parse_from(argv))
+        }),
+        None => run(cli.train),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -501,7 +501,7 @@ impl Loader {
                 cfg.batch_size
             )));
         }
-        let rgb_pipeline = matches!(pipeline, Pipeline::ImageNet(_) | Pipeline::RandAugment(_));
+        let rgb_pipeline = pipeline.rgb_output();
         let need_probe = cfg.channels.is_none() && !rgb_pipeline || cfg.image_size.is_none() && pipeline.size_from_source();
         let probe = if need_probe {
             let b = source.fetch(0)?;

@@ -103,8 +103,8 @@ fn cifar_binary_distributions_round_trip_every_pixel() {
         }
     }
     let n = rs.len() as f64 * 1024.0 * 255.0;
-    for k in 0..3 {
-        assert!((m.mean[k] - sum[k] / n).abs() < 1e-9, "mean[{k}] {} vs {}", m.mean[k], sum[k] / n);
+    for (k, s) in sum.iter().enumerate() {
+        assert!((m.mean[k] - s / n).abs() < 1e-9, "mean[{k}] {} vs {}", m.mean[k], s / n);
     }
 
     let (data, labels) = fixtures::write_cifar100_binary(tmp.path(), 6, 1);

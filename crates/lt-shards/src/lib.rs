@@ -40,7 +40,7 @@ mod writer;
 
 pub use atomic::AtomicDir;
 pub use manifest::{sha256_file, ClassInfo, ImageSizeRange, Manifest, ShardInfo, SplitInfo, FORMAT};
-pub use reader::{read_image_parquet, ImageColumns, ImageParquet, ShardSet};
+pub use reader::{read_image_parquet, ImageColumns, ImageParquet, SelectedImage, ShardSet};
 pub use schema::{hf_features_json, shard_schema, LT_META_KEY};
 pub use writer::{SplitWriter, WriterOptions};
 

@@ -341,13 +341,16 @@ pub struct ImageParquet {
     pub class_names: Option<Vec<String>>,
 }
 
+/// A row chosen by [`read_image_parquet`]: (row, image bytes, stored path).
+pub type SelectedImage = (usize, Vec<u8>, Option<String>);
+
 /// Reads the label column and the ClassLabel names of a Parquet file, and
 /// calls `keep(row)` to decide which rows' images to return.
 pub fn read_image_parquet(
     path: &Path,
     cols: &ImageColumns,
     keep: &dyn Fn(usize) -> bool,
-) -> Result<(ImageParquet, Vec<(usize, Vec<u8>, Option<String>)>)> {
+) -> Result<(ImageParquet, Vec<SelectedImage>)> {
     let file = File::open(path).map_err(|e| ShardError::io(path, e))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ShardError::parquet(path, e))?;
     let schema = b.schema().clone();

@@ -235,7 +235,7 @@ fn out_of_range_labels_are_errors_naming_the_file_and_row() {
         // Rows before the bad one still read.
         assert_eq!(set.read_row_group(0).unwrap().len(), 50);
         // A caller with more classes accepts the non-negative ones.
-        if bad >= 0 && bad < 8 {
+        if (0..8).contains(&bad) {
             let h = set.check_labels(8).unwrap();
             assert_eq!(h.iter().sum::<usize>(), 200);
             assert_eq!(h[bad as usize], 1);

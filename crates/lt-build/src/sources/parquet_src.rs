@@ -23,8 +23,11 @@ pub struct ParquetSource {
     files: [Vec<PathBuf>; 2],
     labels: [Vec<u32>; 2],
     /// Selected rows' (bytes, path), by global row index, after `prepare`.
-    loaded: [HashMap<usize, (Vec<u8>, Option<String>)>; 2],
+    loaded: [HashMap<usize, Loaded>; 2],
 }
+
+/// One loaded row: image bytes and the stored path, if any.
+type Loaded = (Vec<u8>, Option<String>);
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -67,7 +70,7 @@ impl ParquetSource {
         let (root, files): (PathBuf, [Vec<PathBuf>; 2]) = if path.is_file() {
             (path.parent().unwrap_or(Path::new(".")).into(), [vec![path.to_path_buf()], vec![]])
         } else if path.join("manifest.json").is_file() {
-            let m = Manifest::load(path).map_err(|e| BuildError::Shards(e))?;
+            let m = Manifest::load(path).map_err(BuildError::Shards)?;
             let get = |s: Split| m.splits.get(s.as_str()).map(|i| i.shards.iter().map(|f| path.join(&f.file)).collect()).unwrap_or_default();
             (path.into(), [get(Split::Train), get(Split::Test)])
         } else {

@@ -104,7 +104,7 @@ fn reduce(callable: Value, args: Value) -> Value {
                 return Value::Bytes(s.chars().map(|c| c as u32 as u8).collect());
             }
         }
-        if n == "bytearray" || (m == "__builtin__" && n == "bytearray") {
+        if n == "bytearray" {
             if let Some(Value::Bytes(b)) = a.first() {
                 return Value::Bytes(b.clone());
             }

@@ -92,8 +92,8 @@ impl Synth {
             for x in 0..s {
                 let u = (x as f64 * ca + y as f64 * sa) / s as f64;
                 let g = 0.5 + 0.5 * (std::f64::consts::TAU * freq * u + phase).sin();
-                for ch in 0..o.channels as usize {
-                    let v = if o.channels == 1 { g } else { base[ch] * (0.4 + 0.6 * g) };
+                for &b in &base[..o.channels as usize] {
+                    let v = if o.channels == 1 { g } else { b * (0.4 + 0.6 * g) };
                     let n = rng.normal() * 0.06;
                     px.push(((v + n).clamp(0.0, 1.0) * 255.0).round() as u8);
                 }

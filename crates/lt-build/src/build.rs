@@ -239,11 +239,12 @@ fn check_no_empty_tail(
     let zero = targets.iter().filter(|&&t| t == 0).count();
     // Rust prints 1e300 with all its zeros; keep large values short.
     let shown = if imbalance >= 1e6 { format!("{imbalance:e}") } else { imbalance.to_string() };
+    let r = head as f64 / imbalance;
+    let ratio = if r == 0.0 || r >= 1e-3 { format!("{r:.3}") } else { format!("{r:.1e}") };
     Err(BuildError::Usage(format!(
         "--if {shown} with n_max {head} gives {zero} class(es) no training image, starting with class {c} ({}): \
-         n_max / IF = {:.3} < 1; lower --if to at most {head} or raise {flag}",
+         n_max / IF = {ratio} < 1; lower --if to at most {head} or raise {flag}",
         names.get(c).map(String::as_str).unwrap_or("?"),
-        head as f64 / imbalance,
     )))
 }
 

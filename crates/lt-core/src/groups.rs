@@ -165,7 +165,7 @@ mod tests {
         let both = serde_json::from_str::<GroupThresholds>(r#"{"many_above": 100, "few_below": 21, "few_at_most": 20}"#);
         assert!(both.unwrap_err().to_string().contains("not both"));
         let overlap = serde_json::from_str::<GroupThresholds>(r#"{"many_above": 5, "few_below": 50}"#);
-        assert!(overlap.unwrap_err().to_string().contains("overlapping group thresholds"), "{overlap:?}");
+        assert!(overlap.as_ref().unwrap_err().to_string().contains("overlapping group thresholds"), "{overlap:?}");
         assert!(GroupThresholds::try_new(5, 49).is_err());
         assert!(GroupThresholds::try_new(100, 20).is_ok());
     }

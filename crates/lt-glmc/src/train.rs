@@ -124,6 +124,58 @@ impl Dataset {
     pub fn num_classes(&self) -> usize {
         self.counts.len()
     }
+
+    /// Checks, before any step, that `pipeline` (named by the recipe field
+    /// `field`) can process every image of `split`, from the image size range
+    /// lt-build records in the manifest: a pipeline that takes its output
+    /// size from the first image needs a split of one size, and a fixed crop
+    /// must fit the smallest image. Manifests without the range (older
+    /// builds) are not checked.
+    pub fn check_pipeline(&self, field: &'static str, pipeline: &lt_vision::augment::Pipeline, split: Split) -> Result<()> {
+        use lt_vision::augment::{CifarSpec, EvalSpec, Pipeline};
+        let Some(r) = self.manifest.image_size_range(split) else { return Ok(()) };
+        let sizes = if r.is_uniform() {
+            format!("{}x{}", r.min_width, r.min_height)
+        } else {
+            format!("{}x{} to {}x{}", r.min_width, r.min_height, r.max_width, r.max_height)
+        };
+        let why = match pipeline {
+            _ if pipeline.size_from_source() && !r.is_uniform() => Some(format!(
+                "it keeps the source size, so every image must have one size, but the {} split holds images of {sizes} \
+                 (rebuild with lt-build --max-side, or choose a pipeline with a fixed size)",
+                split.as_str()
+            )),
+            Pipeline::Cifar(CifarSpec { size: Some(c), padding, .. })
+                if r.min_width + 2 * padding < *c || r.min_height + 2 * padding < *c =>
+            {
+                Some(format!("its {c}px crop does not fit the smallest {} image padded by {padding} ({sizes})", split.as_str()))
+            }
+            Pipeline::Eval(EvalSpec { resize: None, crop: Some(c) }) if r.min_width < *c || r.min_height < *c => {
+                Some(format!("its {c}px centre crop does not fit the smallest {} image ({sizes})", split.as_str()))
+            }
+            _ => None,
+        };
+        match why {
+            Some(why) => Err(GlmcError::invalid(field, format!("{}: {why}", self.dir.display()))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The eval pipeline of `recipe` for `ds`: `loader.eval`, or `eval-identity`
+/// for images up to 64 px and `eval` (resize 256, centre crop 224) above.
+pub fn eval_pipeline(recipe: &Recipe, ds: &Dataset) -> Result<lt_vision::augment::Pipeline> {
+    match &recipe.loader.eval {
+        Some(p) => p.resolve(),
+        None if ds.image_size.0.max(ds.image_size.1) <= 64 => PipelineSpec::Name("eval-identity".into()).resolve(),
+        None => PipelineSpec::Name("eval".into()).resolve(),
+    }
+}
+
+/// Both pipelines of `recipe` checked against `ds` ([`Dataset::check_pipeline`]).
+pub fn check_pipelines(recipe: &Recipe, ds: &Dataset) -> Result<()> {
+    ds.check_pipeline("loader.augment", &recipe.loader.augment.resolve()?, Split::Train)?;
+    ds.check_pipeline("loader.eval", &eval_pipeline(recipe, ds)?, Split::Test)
 }
 
 /// SHA-256 over what defines the data: channels, classes with their counts,
@@ -235,6 +287,20 @@ pub struct EpochRecord {
     pub loss_scale: Option<f64>,
 }
 
+/// What a mid-epoch checkpoint keeps of an [`EpochAccumulator`]: the sums
+/// and counts so far (not the clock: a resumed epoch's `train_seconds` counts
+/// the time since the resume).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct AccState {
+    sums: [f64; 4],
+    first: f64,
+    last: f64,
+    applied: u64,
+    n_first: u64,
+    n_last: u64,
+    skipped: u64,
+}
+
 /// Sums one epoch's step losses into an [`EpochRecord`] (shared by the
 /// trainer and fine-tuning).
 #[derive(Debug)]
@@ -288,6 +354,28 @@ impl EpochAccumulator {
             self.last += v.total;
             self.n_last += 1;
         }
+    }
+
+    pub(crate) fn state(&self) -> AccState {
+        AccState {
+            sums: self.sums,
+            first: self.first,
+            last: self.last,
+            applied: self.applied,
+            n_first: self.n_first,
+            n_last: self.n_last,
+            skipped: self.skipped,
+        }
+    }
+
+    pub(crate) fn restore(&mut self, a: AccState) {
+        self.sums = a.sums;
+        self.first = a.first;
+        self.last = a.last;
+        self.applied = a.applied;
+        self.n_first = a.n_first;
+        self.n_last = a.n_last;
+        self.skipped = a.skipped;
     }
 
     /// A step whose update was skipped (fp16 overflow).
@@ -381,6 +469,10 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop (with a checkpoint) once this many epochs are done in total.
     pub stop_after: Option<usize>,
+    /// Also write a checkpoint every this many steps inside an epoch, so
+    /// that a killed run loses at most that many steps (a resume continues
+    /// mid-epoch, bit-exact on CPU). `None`: at epoch ends only.
+    pub checkpoint_every: Option<usize>,
 }
 
 /// What a run ends with.
@@ -515,11 +607,7 @@ pub fn setup(recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Setup> {
 /// Evaluates on the test split with the recipe's eval pipeline.
 pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<EvalReport> {
     let _g = tch::no_grad_guard();
-    let pipeline = match &recipe.loader.eval {
-        Some(p) => p.resolve()?,
-        None if ds.image_size.0.max(ds.image_size.1) <= 64 => PipelineSpec::Name("eval-identity".into()).resolve()?,
-        None => PipelineSpec::Name("eval".into()).resolve()?,
-    };
+    let pipeline = eval_pipeline(recipe, ds)?;
     let cfg = LoaderConfig::default()
         .with_batch_size(recipe.loader.eval_batch_size)
         .with_views(1)
@@ -572,6 +660,9 @@ pub(crate) fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
     Ok(())
 }
 
+/// Key of a mid-epoch checkpoint's [`AccState`] in [`TrainState::extra`].
+const EXTRA_EPOCH_ACC: &str = "epoch_acc";
+
 /// Key of the loss scaler's state in [`TrainState::extra`].
 const EXTRA_LOSS_SCALE: &str = "loss_scale";
 
@@ -595,6 +686,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let fmt = prec.memory_format;
     let mut scaler = prec.loss_scaler();
     let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
+    check_pipelines(recipe, &ds)?;
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
     let resume_err = |why: String| GlmcError::Resume { path: out.clone(), why };
@@ -609,6 +701,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let seed = recipe.train.seed;
     let mut rng = Rng::derive(seed, &[STREAM_TRAINER]);
     let (mut epoch, mut step, mut records) = (0usize, 0u64, Vec::new());
+    // Step within `epoch` to continue at, and that epoch's sums so far.
+    let mut resume_at: (usize, Option<AccState>) = (0, None);
     if opts.resume {
         if !ckpt.join(checkpoint::STATE_FILE).exists() {
             return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
@@ -621,7 +715,12 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             crate::rundir::save_recipe(&out, recipe)?;
         }
         if state.step_in_epoch != 0 {
-            return Err(resume_err("mid-epoch checkpoints are not supported".into()));
+            // A mid-epoch checkpoint: the epoch's loss sums so far come back
+            // with it, so the epoch's record is the uninterrupted run's.
+            let v = state.extra.get(EXTRA_EPOCH_ACC).cloned().unwrap_or_default();
+            let a: AccState = serde_json::from_value(v)
+                .map_err(|e| resume_err(format!("the mid-epoch checkpoint has no valid epoch sums: {e}")))?;
+            resume_at = (state.step_in_epoch as usize, Some(a));
         }
         if let Some(sc) = &mut scaler {
             let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
@@ -666,7 +765,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             .with_channels(s.in_channels as u8)
             .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
             .with_epochs(stop as u64)
-            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: 0 } })
+            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: resume_at.0 as u64 } })
             .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && opts.device.is_cuda())));
         let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)
             .map_err(|e| {
@@ -675,6 +774,9 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
             })?;
         let steps = loader.steps_per_epoch();
+        if resume_at.0 >= steps {
+            return Err(resume_err(format!("the checkpoint is at step {} of an epoch of {steps} steps", resume_at.0)));
+        }
         let loss_cfg = recipe.glmc.loss_config();
         let schedule = recipe.optim.schedule();
         while epoch < stop {
@@ -683,7 +785,11 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             let alpha = cumulative_alpha(epoch, epochs);
             obs.epoch_start(epoch, epochs, steps);
             let mut acc = EpochAccumulator::start(steps);
-            for i in 0..steps {
+            let (first, sums) = std::mem::take(&mut resume_at);
+            if let Some(a) = sums {
+                acc.restore(a);
+            }
+            for i in first..steps {
                 let batch = next_batch(&mut loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, opts.device)?;
                 let terms = if glmc {
@@ -722,6 +828,21 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 }
                 step += 1;
                 obs.step(v.total, images);
+                if opts.checkpoint_every.is_some_and(|n| (i + 1) % n == 0) && i + 1 < steps {
+                    let mut ex = extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state()));
+                    ex[EXTRA_EPOCH_ACC] = serde_json::to_value(acc.state()).unwrap_or_default();
+                    let pos = Position { epoch: epoch as u64, step: (i + 1) as u64 };
+                    let state = TrainState {
+                        epoch,
+                        step,
+                        step_in_epoch: (i + 1) as u64,
+                        lr,
+                        rng: rng.state(),
+                        loader: serde_json::to_value(LoaderState { seed, position: pos }).unwrap_or_default(),
+                        extra: ex,
+                    };
+                    checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
+                }
             }
             acc.end_training();
             let done = epoch + 1;

@@ -108,6 +108,10 @@ struct Args {
     /// Stop (with a checkpoint) after this many epochs in total; resume later
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Also checkpoint every N steps inside an epoch, so that a killed run
+    /// loses at most N steps; --resume continues mid-epoch (bit-exact on CPU)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
     /// libtorch intra-op threads, at least 1 (default: libtorch's choice)
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
@@ -309,7 +313,15 @@ fn run(args: Args) -> Result<()> {
     }
     let shards = args.shards().to_path_buf();
     eprintln!("lt-train: {} on {} → {} ({device:?})", recipe.name, shards.display(), out.display());
-    let opts = TrainOptions { shards: shards.clone(), out: out.clone(), recipe: recipe.clone(), device, resume, stop_after: args.stop_after };
+    let opts = TrainOptions {
+        shards: shards.clone(),
+        out: out.clone(),
+        recipe: recipe.clone(),
+        device,
+        resume,
+        stop_after: args.stop_after,
+        checkpoint_every: args.checkpoint_every.map(|n| n as usize),
+    };
     let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: recipe.train.epochs };
     // The outcome holds the run directory's lock until the report is written.
     let outcome = train::train(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR)))?;

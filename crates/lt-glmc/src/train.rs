@@ -287,14 +287,16 @@ pub struct EpochRecord {
     pub loss_scale: Option<f64>,
 }
 
-/// What a mid-epoch checkpoint keeps of an [`EpochAccumulator`]: the sums
-/// and counts so far (not the clock: a resumed epoch's `train_seconds` counts
-/// the time since the resume).
+/// The running sums of an [`EpochAccumulator`], which a mid-epoch checkpoint
+/// keeps (not the clock: a resumed epoch's `train_seconds` counts the time
+/// since the resume).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AccState {
+    /// total, sup, rb, con over the applied steps.
     sums: [f64; 4],
     first: f64,
     last: f64,
+    /// Applied (not skipped) steps: overall, in the first and last tenth.
     applied: u64,
     n_first: u64,
     n_last: u64,
@@ -311,76 +313,42 @@ pub(crate) struct EpochAccumulator {
     /// Training time, fixed by [`EpochAccumulator::end_training`] (before
     /// the evaluation, which it excludes).
     train_secs: Option<f64>,
-    /// total, sup, rb, con over the applied steps.
-    sums: [f64; 4],
-    first: f64,
-    last: f64,
-    /// Applied (not skipped) steps: overall, in the first and last tenth.
-    applied: u64,
-    n_first: u64,
-    n_last: u64,
-    skipped: u64,
+    a: AccState,
 }
 
 impl EpochAccumulator {
     pub(crate) fn start(steps: usize) -> Self {
-        EpochAccumulator {
-            steps,
-            tenth: (steps / 10).max(1),
-            started: Instant::now(),
-            train_secs: None,
-            sums: [0.0; 4],
-            first: 0.0,
-            last: 0.0,
-            applied: 0,
-            n_first: 0,
-            n_last: 0,
-            skipped: 0,
-        }
+        EpochAccumulator { steps, tenth: (steps / 10).max(1), started: Instant::now(), train_secs: None, a: AccState::default() }
     }
 
     /// Step `i` of the epoch was applied with these loss values.
     pub(crate) fn applied(&mut self, i: usize, v: &LossValues) {
-        self.applied += 1;
-        self.sums[0] += v.total;
-        self.sums[1] += v.sup;
-        self.sums[2] += v.rb.unwrap_or(0.0);
-        self.sums[3] += v.con.unwrap_or(0.0);
+        self.a.applied += 1;
+        self.a.sums[0] += v.total;
+        self.a.sums[1] += v.sup;
+        self.a.sums[2] += v.rb.unwrap_or(0.0);
+        self.a.sums[3] += v.con.unwrap_or(0.0);
         if i < self.tenth {
-            self.first += v.total;
-            self.n_first += 1;
+            self.a.first += v.total;
+            self.a.n_first += 1;
         }
         if i + self.tenth >= self.steps {
-            self.last += v.total;
-            self.n_last += 1;
+            self.a.last += v.total;
+            self.a.n_last += 1;
         }
     }
 
     pub(crate) fn state(&self) -> AccState {
-        AccState {
-            sums: self.sums,
-            first: self.first,
-            last: self.last,
-            applied: self.applied,
-            n_first: self.n_first,
-            n_last: self.n_last,
-            skipped: self.skipped,
-        }
+        self.a
     }
 
     pub(crate) fn restore(&mut self, a: AccState) {
-        self.sums = a.sums;
-        self.first = a.first;
-        self.last = a.last;
-        self.applied = a.applied;
-        self.n_first = a.n_first;
-        self.n_last = a.n_last;
-        self.skipped = a.skipped;
+        self.a = a;
     }
 
     /// A step whose update was skipped (fp16 overflow).
     pub(crate) fn skipped(&mut self) {
-        self.skipped += 1;
+        self.a.skipped += 1;
     }
 
     /// The epoch's steps are done: fixes the training time.
@@ -400,23 +368,23 @@ impl EpochAccumulator {
         test: Option<EvalSummary>,
         loss_scale: Option<f64>,
     ) -> EpochRecord {
-        let n = self.applied.max(1) as f64;
+        let n = self.a.applied.max(1) as f64;
         let secs = self.train_secs.unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         EpochRecord {
             epoch,
             lr,
             alpha,
-            loss: self.sums[0] / n,
-            loss_sup: self.sums[1] / n,
-            loss_rb: rb.then_some(self.sums[2] / n),
-            loss_con: con.then_some(self.sums[3] / n),
-            loss_first: self.first / self.n_first.max(1) as f64,
-            loss_last: self.last / self.n_last.max(1) as f64,
+            loss: self.a.sums[0] / n,
+            loss_sup: self.a.sums[1] / n,
+            loss_rb: rb.then_some(self.a.sums[2] / n),
+            loss_con: con.then_some(self.a.sums[3] / n),
+            loss_first: self.a.first / self.a.n_first.max(1) as f64,
+            loss_last: self.a.last / self.a.n_last.max(1) as f64,
             steps: self.steps as u64,
             train_images_per_s: (self.steps * batch_size) as f64 / secs.max(1e-9),
             train_seconds: secs,
             test,
-            skipped_steps: self.skipped,
+            skipped_steps: self.a.skipped,
             loss_scale,
         }
     }

@@ -243,7 +243,7 @@ def main():
 
     # ------------------------------------------------------------------
     # Evaluation metrics on seeded logits: top-1, top-5, per-class accuracy,
-    # many/medium/few (> 100, 20..100, < 20 training images; group accuracy is
+    # many/medium/few (> 100, 21..100, <= 20 training images, the authors' Trainer.validate; group accuracy is
     # the mean of its classes' accuracies) and 15-bin ECE (Guo et al. 2017).
     # ------------------------------------------------------------------
     nc, ns = 7, 60
@@ -258,8 +258,8 @@ def main():
     correct = (pred == labels).double()
     per_class = [float(correct[labels == c].mean()) for c in range(nc)]
     groups = {"many": [c for c in range(nc) if ev_counts[c] > 100],
-              "medium": [c for c in range(nc) if 20 <= ev_counts[c] <= 100],
-              "few": [c for c in range(nc) if ev_counts[c] < 20]}
+              "medium": [c for c in range(nc) if 20 < ev_counts[c] <= 100],
+              "few": [c for c in range(nc) if ev_counts[c] <= 20]}
     conf = F.softmax(logits, 1).max(1).values
     ece = torch.zeros(())
     edges = torch.linspace(0, 1, 16)

@@ -157,8 +157,10 @@ fn normalization_and_mixtures_match() {
 
     let b: Vec<i64> = fx.j["config"]["box"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!([i.mix.cut.y0, i.mix.cut.y1, i.mix.cut.x0, i.mix.cut.x1], [b[0], b[1], b[2], b[3]]);
-    // The box was clipped at the right edge (centre 6, side 5): it is 5 × 4.
-    assert_eq!(i.mix.cut.area(), 20);
+    // cut = ceil(8·sqrt(0.3)) = 5 is odd, so the authors' rand_bbox gives
+    // [c − 2, c + 2): rows 1..5 around centre 3, columns 4..8 around centre 6
+    // (clipped at the right edge), 4 × 4.
+    assert_eq!(i.mix.cut.area(), 16);
 
     let xg = mix::mixup(&i.u1, &i.w1, i.mix.lambda).unwrap();
     let xl = mix::cutmix(&i.u2, &i.w2, &i.mix.cut).unwrap();

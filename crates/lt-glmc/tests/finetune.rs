@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use lt_glmc::finetune::{self, FinetuneOptions};
+use lt_glmc::recipe::{FinetuneLoss, FinetuneSampling};
 use lt_glmc::tch::{Device, Tensor};
 use lt_glmc::train::{self, Quiet, TrainOptions};
 use lt_glmc::GlmcError;
@@ -76,7 +77,8 @@ fn finetune_trains_only_g_cb_within_the_maxnorm_ball() {
     assert_eq!(train::read_metrics(&out).unwrap().len(), 2);
     let saved = lt_glmc::recipe::Recipe::load(&out.join("recipe.toml")).unwrap();
     let ft = saved.finetune.expect("resolved [finetune]");
-    assert_eq!((ft.epochs, ft.lr, ft.thresh_ratio, ft.per_epoch), (2, 0.05, 0.1, false));
+    assert_eq!((ft.epochs, ft.lr, ft.thresh_ratio, ft.per_epoch), (2, 0.05, 0.1, true));
+    assert_eq!((ft.loss, ft.sampling, ft.weight_decay, ft.cb_beta), (FinetuneLoss::ClassBalanced, FinetuneSampling::Instance, 0.1, 0.9999));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("MaxNorm fine-tuning of g_cb") && md.contains("| top-1 |"), "{md}");
 

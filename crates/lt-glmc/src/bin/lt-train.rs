@@ -358,9 +358,12 @@ struct FinetuneArgs {
     /// Override a fine-tuning field, e.g. --set finetune.lr=0.005 (finetune.* only; repeatable)
     #[arg(long = "set", value_name = "finetune.KEY=VALUE")]
     sets: Vec<String>,
-    /// Project once per epoch instead of after every iteration (sets finetune.per_epoch)
-    #[arg(long)]
+    /// Project once per epoch (sets finetune.per_epoch = true, the default)
+    #[arg(long, conflicts_with = "per_iteration")]
     per_epoch: bool,
+    /// Project after every iteration instead (sets finetune.per_epoch = false)
+    #[arg(long)]
+    per_iteration: bool,
     /// Shard directory (default: the one named in RUN_DIR/report.json)
     #[arg(long)]
     shards: Option<PathBuf>,
@@ -403,6 +406,9 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     }
     if args.per_epoch {
         opts.overrides.push(("finetune.per_epoch".into(), "true".into()));
+    }
+    if args.per_iteration {
+        opts.overrides.push(("finetune.per_epoch".into(), "false".into()));
     }
     let out = opts.out.clone().unwrap_or_else(|| args.run_dir.join(finetune::DEFAULT_OUT));
     eprintln!("lt-train finetune: {} → {} ({device:?})", args.run_dir.display(), out.display());

@@ -44,16 +44,19 @@ enum Sub {
     /// MaxNorm fine-tuning of a run's re-balanced classifier g_cb (second stage)
     ///
     /// The optional second stage of GLMC: the encoder and the other heads are
-    /// frozen, g_cb is trained with class-balanced sampling and SGD, and its
-    /// weight rows are projected onto the MaxNorm ball after every iteration
-    /// (or every epoch). Settings come from the run recipe's [finetune] section
-    /// (defaults: 10 epochs, lr 0.01 cosine, wd 5e-4, thresh_ratio 0.1). Writes
-    /// a run directory of its own (metrics.jsonl, report.md, checkpoint,
-    /// recipe.toml).
+    /// frozen, g_cb is trained with SGD, and its weight rows are projected onto
+    /// the MaxNorm ball once per epoch (or after every iteration). Settings come
+    /// from the run recipe's [finetune] section; the defaults are the
+    /// weight-balancing reference's second stage: 10 epochs, lr 0.01 cosine,
+    /// wd 0.1, thresh_ratio 0.1, its class-balanced loss (loss = "cb", or "ce",
+    /// "balanced_softmax") on natural sampling (sampling = "instance", or
+    /// "class_balanced"). Writes a run directory of its own (metrics.jsonl,
+    /// report.md, checkpoint, recipe.toml).
     ///
     /// Examples:
     ///   lt-train finetune runs/c10-glmc
-    ///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-epoch --out runs/c10-mn
+    ///   lt-train finetune runs/c10-glmc --epochs 5 --set finetune.lr=0.005 --per-iteration --out runs/c10-mn
+    ///   lt-train finetune runs/c10-glmc --set finetune.loss=balanced_softmax --out runs/c10-bs
     ///   lt-train finetune runs/c10-glmc --resume      (after an interruption)
     #[command(verbatim_doc_comment)]
     Finetune(FinetuneArgs),

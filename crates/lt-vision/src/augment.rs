@@ -723,12 +723,7 @@ impl Pipeline {
                 prob(s.grayscale, "imagenet.grayscale")?;
                 prob(s.blur, "imagenet.blur")?;
                 prob(s.jitter_p, "imagenet.jitter_p")?;
-                if !(s.scale.0 > 0.0 && s.scale.0 <= s.scale.1 && s.ratio.0 > 0.0 && s.ratio.0 <= s.ratio.1) {
-                    return bad(format!("imagenet: bad scale {:?} or ratio {:?}", s.scale, s.ratio));
-                }
-                if s.size == 0 || s.jitter.iter().any(|j| !(0.0..=1.0).contains(j)) {
-                    return bad(format!("imagenet: size must be > 0 and jitter in [0, 1], got {} {:?}", s.size, s.jitter));
-                }
+                crop_and_jitter("imagenet", s.size, s.scale, s.ratio, s.jitter)?;
                 if !(s.blur_sigma.0 > 0.0 && s.blur_sigma.0 <= s.blur_sigma.1) {
                     return bad(format!("imagenet: bad blur_sigma {:?}", s.blur_sigma));
                 }
@@ -745,15 +740,7 @@ impl Pipeline {
                 prob(s.flip, "imagenet-randncls.flip")?;
                 prob(s.jitter_p, "imagenet-randncls.jitter_p")?;
                 prob(s.op_prob, "imagenet-randncls.op_prob")?;
-                if !(s.scale.0 > 0.0 && s.scale.0 <= s.scale.1 && s.ratio.0 > 0.0 && s.ratio.0 <= s.ratio.1) {
-                    return bad(format!("imagenet-randncls: bad scale {:?} or ratio {:?}", s.scale, s.ratio));
-                }
-                if s.size == 0 || s.jitter.iter().any(|j| !(0.0..=1.0).contains(j)) {
-                    return bad(format!(
-                        "imagenet-randncls: size must be > 0 and jitter in [0, 1], got {} {:?}",
-                        s.size, s.jitter
-                    ));
-                }
+                crop_and_jitter("imagenet-randncls", s.size, s.scale, s.ratio, s.jitter)?;
                 if !(s.m.is_finite() && s.m >= 0.0 && s.mstd.is_finite() && s.mstd >= 0.0) || s.n > 16 {
                     return bad(format!(
                         "imagenet-randncls: m and mstd must be finite and >= 0 and n <= 16, got m={} mstd={} n={}",
@@ -770,6 +757,19 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The RandomResizedCrop and ColorJitter checks shared by the photo
+/// pipelines: `size > 0`, ordered positive `scale` and `ratio`, jitter in
+/// [0, 1].
+fn crop_and_jitter(name: &str, size: u32, scale: (f64, f64), ratio: (f64, f64), jitter: [f32; 3]) -> Result<()> {
+    if !(scale.0 > 0.0 && scale.0 <= scale.1 && ratio.0 > 0.0 && ratio.0 <= ratio.1) {
+        return Err(VisionError::Invalid(format!("{name}: bad scale {scale:?} or ratio {ratio:?}")));
+    }
+    if size == 0 || jitter.iter().any(|j| !(0.0..=1.0).contains(j)) {
+        return Err(VisionError::Invalid(format!("{name}: size must be > 0 and jitter in [0, 1], got {size} {jitter:?}")));
+    }
+    Ok(())
 }
 
 /// A pipeline as recipes write it: a short name (`augment = "cifar"`) or a

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Thresholds on the number of training images: many `> many_above`, few
 /// `<= few_at_most`, medium in between (`few_at_most < n <= many_above`).
 ///
-/// The default is the GLMC authors' count (their `Trainer.validate`): many
-/// > 100, medium 21–100, few ≤ 20. Recipes and manifests written before
+/// The default is the GLMC authors' count (their `Trainer.validate`):
+/// many > 100, medium 21–100, few ≤ 20. Recipes and manifests written before
 /// `few_at_most` existed say `few_below = B` (few `< B`); that still reads,
 /// as `few_at_most = B − 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +125,6 @@ impl Groups {
 mod tests {
     use super::*;
 
-    #[test]
     /// The authors' `Trainer.validate`:
     /// ```python
     /// many_shot = self.cls_num_list > 100

@@ -3,14 +3,13 @@
 
 use crate::sources::{Item, Payload, Source};
 use crate::{BuildError, Result};
-use lt_core::groups::{GroupThresholds, Groups};
+use lt_core::groups::GroupThresholds;
 use lt_core::profile::{self, Clamped, Profile, Selection};
 use lt_core::rng::Rng;
-use lt_shards::{AtomicDir, ClassInfo, Manifest, Row, SplitInfo, SplitWriter, WriterOptions, FORMAT};
+use lt_shards::{AtomicDir, Manifest, Row, SplitWriter, WriterOptions};
 use lt_shards::Split;
 use lt_vision::codec::{self, Decoded, Filter, Format};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Which long-tail profile to apply.
@@ -314,8 +313,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         }
     }
 
-    let mut splits = BTreeMap::new();
-    let mut counts_by_split = [vec![0usize; classes], vec![0usize; classes]];
+    let mut builder = Manifest::builder(format!("lt-build {}", env!("CARGO_PKG_VERSION")), &names);
     let mut stats = Stats::default();
     for split in Split::ALL {
         let s = split as usize;
@@ -369,46 +367,30 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         if split == Split::Train {
             stats = split_stats;
         }
-        let shards = writer.finish()?;
-        splits.insert(split.as_str().to_string(), SplitInfo { rows: order.len(), shards });
-        counts_by_split[s] = counts;
+        builder = builder.split(split, &counts, writer.finish()?);
     }
 
     let (mean, std) = stats.mean_std(channels);
-    let train_counts = &counts_by_split[0];
-    let max = train_counts.iter().copied().max().unwrap_or(0);
-    let min = train_counts.iter().copied().min().unwrap_or(0);
     let profile_json = serde_json::json!({
         "spec": serde_json::to_value(&prof).expect("profile serialises"),
         "n_max": opts.max_per_class,
         "class_order": order,
         "targets": targets,
     });
-    let manifest = Manifest {
-        format: FORMAT.to_string(),
-        tool_version: format!("lt-build {}", env!("CARGO_PKG_VERSION")),
-        command_line: opts.command_line.clone(),
-        source: serde_json::json!({"kind": source.kind(), "location": source.location()}),
-        profile: profile_json,
-        seed: opts.seed,
-        selection: match opts.selection {
-            Selection::Glmc => "glmc".into(),
-            Selection::Ldam => "ldam".into(),
-        },
-        imbalance_factor: (min > 0).then(|| max as f64 / min as f64),
-        clamped,
-        skipped,
-        channels,
-        mean,
-        std,
-        classes: names
-            .iter()
-            .enumerate()
-            .map(|(c, n)| ClassInfo { id: c, name: n.clone(), train: counts_by_split[0][c], test: counts_by_split[1][c] })
-            .collect(),
-        groups: Groups::from_counts(train_counts, opts.thresholds),
-        splits,
-    };
+    let manifest = builder
+        .command_line(opts.command_line.clone())
+        .source(serde_json::json!({"kind": source.kind(), "location": source.location()}))
+        .profile(profile_json)
+        .seed(opts.seed)
+        .selection(match opts.selection {
+            Selection::Glmc => "glmc",
+            Selection::Ldam => "ldam",
+        })
+        .clamped(clamped)
+        .skipped(skipped)
+        .channels(channels, mean, std)
+        .thresholds(opts.thresholds)
+        .build()?;
     manifest.save(staging.path())?;
     let replaced = staging.replaces_build();
     let path = staging.commit()?;

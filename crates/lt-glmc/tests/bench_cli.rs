@@ -2,12 +2,11 @@
 //! and tiny shards: each prints its one-line summary and a JSON line, and
 //! refuses what the CPU cannot do (fp16 autocast).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use lt_core::rng::Rng;
-use lt_shards::{ClassInfo, Manifest, Row, Split, SplitInfo, SplitWriter, WriterOptions, FORMAT};
+use lt_shards::{Manifest, Row, Split, SplitWriter, WriterOptions};
 use lt_vision::codec::{encode_png, Decoded};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lt-bench");
@@ -17,7 +16,10 @@ fn write_shards(dir: &Path, counts: &[usize], side: u32) {
     std::fs::create_dir_all(dir).unwrap();
     let names: Vec<String> = (0..counts.len()).map(|c| format!("c{c}")).collect();
     let mut rng = Rng::new(11);
-    let mut splits = BTreeMap::new();
+    let mut builder = Manifest::builder("bench_cli test", &names)
+        .source(serde_json::json!({ "kind": "test-synth" }))
+        .seed(11)
+        .channels(3, vec![0.5; 3], vec![0.25; 3]);
     for (split, counts) in [(Split::Train, counts.to_vec()), (Split::Test, vec![1; counts.len()])] {
         let mut rows = Vec::new();
         for (c, &n) in counts.iter().enumerate() {
@@ -29,31 +31,11 @@ fn write_shards(dir: &Path, counts: &[usize], side: u32) {
             }
         }
         rng.shuffle(&mut rows);
-        let total = rows.len();
         let mut w = SplitWriter::try_new(dir, split, &names, &counts, WriterOptions::default().with_row_group_rows(32)).unwrap();
         w.write_rows(rows).unwrap();
-        splits.insert(split.as_str().to_string(), SplitInfo { rows: total, shards: w.finish().unwrap() });
+        builder = builder.split(split, &counts, w.finish().unwrap());
     }
-    Manifest {
-        format: FORMAT.to_string(),
-        tool_version: "bench_cli test".into(),
-        command_line: vec![],
-        source: serde_json::json!({ "kind": "test-synth" }),
-        profile: serde_json::Value::Null,
-        seed: 11,
-        selection: "glmc".into(),
-        imbalance_factor: None,
-        clamped: vec![],
-        skipped: vec![],
-        channels: 3,
-        mean: vec![0.5; 3],
-        std: vec![0.25; 3],
-        classes: (0..counts.len()).map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 1 }).collect(),
-        groups: lt_core::groups::Groups::from_counts(counts, Default::default()),
-        splits,
-    }
-    .save(dir)
-    .unwrap();
+    builder.build().unwrap().save(dir).unwrap();
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {

@@ -31,34 +31,14 @@ fn build(dir: &Path, n: usize, corrupt: Option<usize>) {
     w.write_rows(rows).unwrap();
     let shards = w.finish().unwrap();
     let test = SplitWriter::try_new(dir, Split::Test, &names, &[0, 0, 0], opts).unwrap().finish().unwrap();
-    // The manifest as JSON so this test does not track every field's type.
-    let shard_json = |s: &[lt_shards::ShardInfo]| serde_json::to_value(s).unwrap();
-    let mut m = serde_json::json!({
-        "format": lt_shards::FORMAT,
-        "tool_version": "test",
-        "command_line": ["test"],
-        "source": {"kind": "test"},
-        "profile": {"kind": "as-is"},
-        "seed": 0,
-        "selection": "glmc",
-        "channels": 3,
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.25, 0.25, 0.25],
-        "classes": (0..3).map(|c| serde_json::json!({"id": c, "name": names[c], "train": counts[c], "test": 0})).collect::<Vec<_>>(),
-        "groups": lt_core::groups::Groups::from_counts(&counts, Default::default()),
-        "splits": {
-            "train": {"rows": n, "shards": shard_json(&shards)},
-            "test": {"rows": 0, "shards": shard_json(&test)},
-        },
-    });
-    // Fields whose exact shape belongs to lt-shards: take them from its own
-    // serialisation of a default where one exists.
-    if let Ok(v) = serde_json::from_value::<lt_shards::Manifest>(m.clone()) {
-        m = serde_json::to_value(v).unwrap();
-    } else {
-        m["imbalance_factor"] = serde_json::json!(counts[0] as f64 / counts[2] as f64);
-    }
-    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    lt_shards::Manifest::builder("test", &names)
+        .channels(3, vec![0.5; 3], vec![0.25; 3])
+        .split(Split::Train, &counts, shards)
+        .split(Split::Test, &[0, 0, 0], test)
+        .build()
+        .unwrap()
+        .save(dir)
+        .unwrap();
 }
 
 fn snaps(src: Arc<dyn EncodedSource>, workers: usize) -> Vec<(Vec<i64>, Vec<u8>)> {

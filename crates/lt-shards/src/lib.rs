@@ -39,7 +39,7 @@ mod schema;
 mod writer;
 
 pub use atomic::AtomicDir;
-pub use manifest::{sha256_file, ClassInfo, ImageSizeRange, Manifest, ShardInfo, SplitInfo, FORMAT};
+pub use manifest::{sha256_file, ClassInfo, ImageSizeRange, Manifest, ManifestBuilder, ShardInfo, SplitInfo, FORMAT};
 pub use reader::{read_image_parquet, ImageColumns, ImageParquet, SelectedImage, ShardSet};
 pub use schema::{hf_features_json, shard_schema, LT_META_KEY};
 pub use writer::{SplitWriter, WriterOptions};
@@ -96,6 +96,11 @@ pub enum ShardError {
     Arrow { path: PathBuf, error: arrow_schema::ArrowError },
     #[error("{path}: invalid manifest: {msg}")]
     Manifest { path: PathBuf, msg: String },
+    /// A manifest being built ([`ManifestBuilder::build`]) disagrees with
+    /// itself; `field` is the JSON path of the field at fault
+    /// (`splits.train.rows`, `mean`, …).
+    #[error("manifest field {field}: {msg}")]
+    ManifestField { field: String, msg: String },
     #[error("{path}: shard listed in manifest.json is missing")]
     MissingShard { path: PathBuf },
     #[error("{path}: checksum mismatch: manifest says {expected}, file has {actual}")]

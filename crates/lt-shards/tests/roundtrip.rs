@@ -1,7 +1,5 @@
 //! Writer → reader round trip, manifest validation and checksums.
-use lt_core::groups::{GroupThresholds, Groups};
 use lt_shards::*;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 fn rows(n: usize, classes: i64) -> Vec<Row> {
@@ -25,27 +23,15 @@ fn build(dir: &Path, train: &[Row], opts: WriterOptions) -> Manifest {
     let shards = w.finish().unwrap();
     let w = SplitWriter::try_new(dir, Split::Test, &names, &[0, 0, 0], opts).unwrap();
     let test_shards = w.finish().unwrap();
-    let mut splits = BTreeMap::new();
-    splits.insert("train".into(), SplitInfo { rows: train.len(), shards });
-    splits.insert("test".into(), SplitInfo { rows: 0, shards: test_shards });
-    let m = Manifest {
-        format: FORMAT.into(),
-        tool_version: "test".into(),
-        command_line: vec!["test".into()],
-        source: serde_json::json!({"kind": "test"}),
-        profile: serde_json::json!({"kind": "as-is"}),
-        seed: 0,
-        selection: "glmc".into(),
-        imbalance_factor: Some(1.0),
-        clamped: vec![],
-        skipped: vec![],
-        channels: 1,
-        mean: vec![0.5],
-        std: vec![0.25],
-        classes: (0..3).map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 0 }).collect(),
-        groups: Groups::from_counts(&counts, GroupThresholds::default()),
-        splits,
-    };
+    let m = Manifest::builder("test", &names)
+        .command_line(vec!["test".into()])
+        .source(serde_json::json!({"kind": "test"}))
+        .profile(serde_json::json!({"kind": "as-is"}))
+        .channels(1, vec![0.5], vec![0.25])
+        .split(Split::Train, &counts, shards)
+        .split(Split::Test, &[0, 0, 0], test_shards)
+        .build()
+        .unwrap();
     m.save(dir).unwrap();
     m
 }
@@ -180,27 +166,12 @@ fn build_with_labels(dir: &Path, labels: &[i64], opts: WriterOptions) {
     w.write_rows(train).unwrap();
     let shards = w.finish().unwrap();
     let test_shards = SplitWriter::try_new(dir, Split::Test, &names, &[0, 0, 0], opts).unwrap().finish().unwrap();
-    let mut splits = BTreeMap::new();
-    splits.insert("train".into(), SplitInfo { rows: labels.len(), shards });
-    splits.insert("test".into(), SplitInfo { rows: 0, shards: test_shards });
-    let m = Manifest {
-        format: FORMAT.into(),
-        tool_version: "test".into(),
-        command_line: vec![],
-        source: serde_json::json!({}),
-        profile: serde_json::json!({}),
-        seed: 0,
-        selection: "glmc".into(),
-        imbalance_factor: None,
-        clamped: vec![],
-        skipped: vec![],
-        channels: 1,
-        mean: vec![0.5],
-        std: vec![0.25],
-        classes: (0..3).map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 0 }).collect(),
-        groups: Groups::from_counts(&counts, GroupThresholds::default()),
-        splits,
-    };
+    let m = Manifest::builder("test", &names)
+        .channels(1, vec![0.5], vec![0.25])
+        .split(Split::Train, &counts, shards)
+        .split(Split::Test, &[0, 0, 0], test_shards)
+        .build()
+        .unwrap();
     m.save(dir).unwrap();
 }
 

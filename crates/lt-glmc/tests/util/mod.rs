@@ -4,13 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use lt_core::rng::Rng;
 use lt_glmc::recipe::Recipe;
-use lt_shards::{ClassInfo, Manifest, Row, Split, SplitInfo, SplitWriter, WriterOptions, FORMAT};
+use lt_shards::{Manifest, Row, Split, SplitWriter, WriterOptions};
 use lt_vision::codec::{encode_png, Decoded};
 
 /// libtorch's global state is per process, and the tests of one binary run
@@ -67,7 +66,10 @@ pub fn write_synth(dir: &Path, train: &[usize], test_per_class: usize, side: u32
     std::fs::create_dir_all(dir).unwrap();
     let names: Vec<String> = (0..train.len()).map(|c| format!("class-{c}")).collect();
     let mut rng = Rng::new(seed);
-    let mut splits = BTreeMap::new();
+    let mut builder = Manifest::builder("lt-glmc tests", &names)
+        .source(serde_json::json!({ "kind": "test-synth", "seed": seed }))
+        .seed(seed)
+        .channels(channels, vec![0.4; channels as usize], vec![0.25; channels as usize]);
     for (split, counts) in [(Split::Train, train.to_vec()), (Split::Test, vec![test_per_class; train.len()])] {
         let mut rows = Vec::new();
         for (c, &n) in counts.iter().enumerate() {
@@ -83,34 +85,11 @@ pub fn write_synth(dir: &Path, train: &[usize], test_per_class: usize, side: u32
             }
         }
         rng.shuffle(&mut rows);
-        let total = rows.len();
         let mut w = SplitWriter::try_new(dir, split, &names, &counts, WriterOptions::default().with_row_group_rows(64)).unwrap();
         w.write_rows(rows).unwrap();
-        let shards = w.finish().unwrap();
-        splits.insert(split.as_str().to_string(), SplitInfo { rows: total, shards });
+        builder = builder.split(split, &counts, w.finish().unwrap());
     }
-    let classes = (0..train.len())
-        .map(|c| ClassInfo { id: c, name: names[c].clone(), train: train[c], test: test_per_class })
-        .collect::<Vec<_>>();
-    let manifest = Manifest {
-        format: FORMAT.to_string(),
-        tool_version: "lt-glmc tests".into(),
-        command_line: vec![],
-        source: serde_json::json!({ "kind": "test-synth", "seed": seed }),
-        profile: serde_json::Value::Null,
-        seed,
-        selection: "glmc".into(),
-        imbalance_factor: None,
-        clamped: vec![],
-        skipped: vec![],
-        channels,
-        mean: vec![0.4; channels as usize],
-        std: vec![0.25; channels as usize],
-        classes,
-        groups: lt_core::groups::Groups::from_counts(train, Default::default()),
-        splits,
-    };
-    manifest.save(dir).unwrap();
+    builder.build().unwrap().save(dir).unwrap();
 }
 
 /// A tiny GLMC recipe: ResNet-32 at width 4, batch 8, single-threaded loader.

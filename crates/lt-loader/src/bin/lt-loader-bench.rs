@@ -192,32 +192,20 @@ fn make_shards(a: MakeArgs) -> anyhow::Result<()> {
         }])?;
     }
     let shards = w.finish()?;
-    let test = SplitWriter::try_new(stage.path(), Split::Test, &names, &vec![0; a.classes], opts)?.finish()?;
+    let no_test = vec![0; a.classes];
+    let test = SplitWriter::try_new(stage.path(), Split::Test, &names, &no_test, opts)?.finish()?;
     let mean: Vec<f64> = sums.iter().map(|s| s / npx).collect();
     let std: Vec<f64> = sq.iter().zip(&mean).map(|(q, m)| (q / npx - m * m).max(0.0).sqrt()).collect();
-    let mut splits = std::collections::BTreeMap::new();
-    splits.insert("train".to_string(), SplitInfo { rows: a.count, shards });
-    splits.insert("test".to_string(), SplitInfo { rows: 0, shards: test });
-    let m = Manifest {
-        format: FORMAT.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        command_line: std::env::args().collect(),
-        source: serde_json::json!({"kind": "photos (lt-loader-bench make-shards)", "paths": a.images}),
-        profile: serde_json::json!({"kind": "exponential", "imbalance": 10.0}),
-        seed: a.seed,
-        selection: "crops".into(),
-        imbalance_factor: Some(*counts.iter().max().unwrap() as f64 / *counts.iter().min().unwrap() as f64),
-        clamped: vec![],
-        skipped: vec![],
-        channels: 3,
-        mean,
-        std,
-        classes: (0..a.classes)
-            .map(|c| ClassInfo { id: c, name: names[c].clone(), train: counts[c], test: 0 })
-            .collect(),
-        groups: lt_core::groups::Groups::from_counts(&counts, lt_core::groups::GroupThresholds::default()),
-        splits,
-    };
+    let m = Manifest::builder(format!("lt-loader-bench {}", env!("CARGO_PKG_VERSION")), &names)
+        .command_line(std::env::args().collect())
+        .source(serde_json::json!({"kind": "photos (lt-loader-bench make-shards)", "paths": a.images}))
+        .profile(serde_json::json!({"kind": "exponential", "imbalance": 10.0}))
+        .seed(a.seed)
+        .selection("crops")
+        .channels(3, mean, std)
+        .split(Split::Train, &counts, shards)
+        .split(Split::Test, &no_test, test)
+        .build()?;
     m.save(stage.path())?;
     let out = stage.commit()?;
     eprintln!("wrote {} rows to {}", a.count, out.display());

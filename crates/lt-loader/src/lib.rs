@@ -74,8 +74,14 @@ pub enum LoaderError {
     Vision(#[from] lt_vision::VisionError),
     #[error("the loader pipeline stopped unexpectedly: {0}")]
     Stopped(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    /// An I/O error on `path` outside the shard files (whose errors come as
+    /// [`LoaderError::Shard`]).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Shard(#[from] lt_shards::ShardError),
 }

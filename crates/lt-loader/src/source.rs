@@ -213,10 +213,8 @@ impl ShardSource {
         }
         let labels = set.labels()?;
         if labels.len() != set.len() {
-            return Err(crate::LoaderError::Io {
-                path: dir.display().to_string(),
-                message: format!("label column has {} rows, manifest says {}", labels.len(), set.len()),
-            });
+            let msg = format!("label column has {} rows, manifest says {}", labels.len(), set.len());
+            return Err(lt_shards::ShardError::Format { path: dir.to_path_buf(), msg }.into());
         }
         let mut shard_starts = Vec::new();
         let mut row = 0;

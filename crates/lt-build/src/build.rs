@@ -189,7 +189,10 @@ fn encode_item(item: Item, opts: &BuildOptions) -> std::result::Result<(Vec<u8>,
 
 fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
     let need_if = |what: &str| {
-        opts.imbalance.ok_or_else(|| BuildError::Usage(format!("the {what} profile needs --if (the imbalance factor)")))
+        opts.imbalance.ok_or_else(|| BuildError::Setting {
+            settings: &["imbalance"],
+            msg: format!("the {what} profile needs the imbalance factor (imbalance)"),
+        })
     };
     Ok(match &opts.profile {
         ProfileKind::Auto => match opts.imbalance {
@@ -219,7 +222,7 @@ fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
 
 /// An exponential or step profile whose `n_max / IF` falls below one image
 /// gives tail classes no training image at all: the split would silently
-/// lose classes, so it is an error naming the flags. (An explicit 0 in a
+/// lose classes, so it is an error naming the settings. (An explicit 0 in a
 /// counts file is taken as meant.)
 fn check_no_empty_tail(
     prof: &Profile,
@@ -234,17 +237,18 @@ fn check_no_empty_tail(
     };
     let Some(c) = targets.iter().position(|&t| t == 0) else { return Ok(()) };
     let head = n_max.unwrap_or_else(|| available.iter().copied().max().unwrap_or(0));
-    let flag = if n_max.is_some() { "--max-per-class" } else { "--max-per-class (default: the largest class)" };
+    let raise = if n_max.is_some() { "max_per_class" } else { "max_per_class (default: the largest class)" };
     let zero = targets.iter().filter(|&&t| t == 0).count();
     // Rust prints 1e300 with all its zeros; keep large values short.
     let shown = if imbalance >= 1e6 { format!("{imbalance:e}") } else { imbalance.to_string() };
     let r = head as f64 / imbalance;
     let ratio = if r == 0.0 || r >= 1e-3 { format!("{r:.3}") } else { format!("{r:.1e}") };
-    Err(BuildError::Usage(format!(
-        "--if {shown} with n_max {head} gives {zero} class(es) no training image, starting with class {c} ({}): \
-         n_max / IF = {ratio} < 1; lower --if to at most {head} or raise {flag}",
+    let msg = format!(
+        "imbalance {shown} with n_max {head} gives {zero} class(es) no training image, starting with class {c} ({}): \
+         n_max / IF = {ratio} < 1; lower imbalance to at most {head} or raise {raise}",
         names.get(c).map(String::as_str).unwrap_or("?"),
-    )))
+    );
+    Err(BuildError::Setting { settings: &["imbalance", "max_per_class"], msg })
 }
 
 /// Builds the dataset from `source` into `out`.
@@ -255,7 +259,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
         }
     }
     if opts.max_per_class == Some(0) {
-        return Err(BuildError::Usage("--max-per-class must be at least 1".into()));
+        return Err(BuildError::Setting { settings: &["max_per_class"], msg: "max_per_class must be at least 1".into() });
     }
     // Refuse an existing output before doing any work.
     let staging = AtomicDir::begin(out, opts.overwrite)?;

@@ -28,10 +28,15 @@ pub use build::{build, BuildOptions, BuildReport, ClassOrder, NoProgress, Progre
 
 use std::path::PathBuf;
 
-/// Errors of the builder. Each names the file, row or flag at fault, and
+/// Errors of the builder. Each names the file, row or setting at fault, and
 /// says its cause once: `Io` formats the I/O error into its message and so
 /// does not also expose it as `source()` (an anyhow `{:#}` chain would
 /// print it twice).
+///
+/// Settings are named by their config names (the fields of [`BuildOptions`],
+/// [`sources::SourceOptions`] and [`sources::synth::SynthOptions`], which are
+/// also the recipe's `[build]` keys where it has them); a front end maps them
+/// to its flags through [`BuildError::settings`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -39,14 +44,33 @@ pub enum BuildError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: {msg}")]
     Source { path: PathBuf, msg: String },
-    #[error("corrupt image in the {split} split: {path}: {msg} (pass --skip-corrupt to skip such images and list them in the manifest)")]
+    #[error("corrupt image in the {split} split: {path}: {msg} (set skip_corrupt to skip such images and list them in the manifest)")]
     CorruptImage { split: &'static str, path: String, msg: String },
     #[error(transparent)]
     Profile(#[from] lt_core::CoreError),
     #[error(transparent)]
     Shards(#[from] lt_shards::ShardError),
+    /// A setting missing or out of range; `settings` are the config names
+    /// the message names, in its order.
+    #[error("{msg}")]
+    Setting { settings: &'static [&'static str], msg: String },
     #[error("{0}")]
     Usage(String),
+}
+
+impl BuildError {
+    /// The settings the message names, by config name, in its order (empty
+    /// when it names none), including those of a wrapped lt-core or
+    /// lt-shards error.
+    pub fn settings(&self) -> &'static [&'static str] {
+        match self {
+            BuildError::CorruptImage { .. } => &["skip_corrupt"],
+            BuildError::Profile(e) => e.settings(),
+            BuildError::Shards(e) => e.settings(),
+            BuildError::Setting { settings, .. } => settings,
+            _ => &[],
+        }
+    }
 }
 
 pub type Result<T, E = BuildError> = std::result::Result<T, E>;

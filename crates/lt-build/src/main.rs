@@ -3,7 +3,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lt_build::sources::{self, synth::SynthOptions, SourceOptions};
-use lt_build::{BuildOptions, ClassOrder, Progress, ProfileKind};
+use lt_build::{BuildError, BuildOptions, ClassOrder, Progress, ProfileKind};
 use lt_core::groups::GroupThresholds;
 use lt_shards::WriterOptions;
 use std::path::PathBuf;
@@ -357,11 +357,59 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The flag of each setting that the libraries' errors name by its config
+/// name ([`BuildError::settings`], which covers lt-core's and lt-shards').
+const FLAGS: &[(&str, &str)] = &[
+    ("imbalance", "--if"),
+    ("max_per_class", "--max-per-class"),
+    ("step_mu", "--step-mu"),
+    ("selection", "--selection"),
+    ("clamp", "--clamp"),
+    ("skip_corrupt", "--skip-corrupt"),
+    ("overwrite", "--overwrite"),
+    ("train_list", "--train-list"),
+    ("image_column", "--image-column"),
+    ("label_column", "--label-column"),
+    ("classes", "--classes"),
+    ("train_per_class", "--per-class"),
+    ("test_per_class", "--test-per-class"),
+    ("size", "--size"),
+    ("channels", "--channels"),
+];
+
+/// `flag --if` or `flags --clamp, --max-per-class, --if`: the flags of the
+/// settings that the errors of `e`'s chain name, in their order.
+fn flag_hint(e: &anyhow::Error) -> Option<String> {
+    let mut flags: Vec<&str> = Vec::new();
+    for cause in e.chain() {
+        let settings = if let Some(e) = cause.downcast_ref::<BuildError>() {
+            e.settings()
+        } else if let Some(e) = cause.downcast_ref::<lt_core::CoreError>() {
+            e.settings()
+        } else if let Some(e) = cause.downcast_ref::<lt_shards::ShardError>() {
+            e.settings()
+        } else {
+            &[]
+        };
+        for flag in settings.iter().filter_map(|s| FLAGS.iter().find(|(name, _)| name == s).map(|(_, f)| *f)) {
+            if !flags.contains(&flag) {
+                flags.push(flag);
+            }
+        }
+    }
+    match flags.as_slice() {
+        [] => None,
+        [one] => Some(format!("flag {one}")),
+        many => Some(format!("flags {}", many.join(", "))),
+    }
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("lt-build: error: {e:#}");
+            let hint = flag_hint(&e).map(|h| format!(" ({h})")).unwrap_or_default();
+            eprintln!("lt-build: error: {e:#}{hint}");
             ExitCode::from(2)
         }
     }

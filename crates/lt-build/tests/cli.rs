@@ -309,7 +309,8 @@ fn inspect_names_the_shard_and_row_of_a_label_outside_the_classes() {
 fn synth_sizes_are_bounded_before_allocating() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
-    assert_refused(&["synth", "--size", "100000", "-o", s(&out)], "--size 100000 is too large");
+    let t = assert_refused(&["synth", "--size", "100000", "-o", s(&out)], "size 100000 is too large");
+    assert!(t.contains("(flag --size)"), "{t}");
     assert_refused(&["synth", "--classes", "1000", "--per-class", "100000000", "-o", s(&out)], "--per-class");
     assert_refused(&["synth", "--classes", "18446744073709551615", "--per-class", "2", "-o", s(&out)], "--classes");
     assert!(!out.exists());
@@ -419,22 +420,23 @@ fn silent_flag_mistakes_are_refused_naming_the_flag() {
     std::fs::write(&counts, "5 4 3 2 1 1 1 1 1 1").unwrap();
     let out = tmp.path().join("o");
     let o = s(&out);
-    for (args, needle) in [
-        // Tail classes floored to 0 images.
-        (vec!["--if", "1e300", s(&src), "-o", o], "--if 1e300 with n_max 60 gives 9 class(es) no training image"),
-        (vec!["--if", "100", "--max-per-class", "50", s(&src), "-o", o], "raise --max-per-class"),
-        (vec!["--if", "100", "--profile", "step", "--max-per-class", "50", s(&src), "-o", o], "--if 100 with n_max 50"),
+    for (args, needles) in [
+        // Tail classes floored to 0 images: the message names the settings, the flags follow.
+        (vec!["--if", "1e300", s(&src), "-o", o], vec!["imbalance 1e300 with n_max 60 gives 9 class(es) no training image", "(flags --if, --max-per-class)"]),
+        (vec!["--if", "100", "--max-per-class", "50", s(&src), "-o", o], vec!["raise max_per_class (flags --if, --max-per-class)"]),
+        (vec!["--if", "100", "--profile", "step", "--max-per-class", "50", s(&src), "-o", o], vec!["imbalance 100 with n_max 50", "(flags --if, --max-per-class)"]),
         // A counts file that would never be read.
-        (vec!["--counts-file", s(&counts), s(&src), "-o", o], "only read with --profile counts"),
-        (vec!["--if", "10", "--counts-file", s(&counts), s(&src), "-o", o], "--counts-file"),
+        (vec!["--counts-file", s(&counts), s(&src), "-o", o], vec!["only read with --profile counts"]),
+        (vec!["--if", "10", "--counts-file", s(&counts), s(&src), "-o", o], vec!["--counts-file"]),
         // Sizes that were silently clamped.
-        (vec!["--shard-mb", "0", s(&src), "-o", o], "--shard-mb must be in 1..="),
-        (vec!["--row-group-rows", "0", s(&src), "-o", o], "--row-group-rows must be at least 1"),
-        (vec!["--row-group-mb", "0", s(&src), "-o", o], "--row-group-mb must be in 1..="),
-        (vec!["--shard-mb", "18446744073709551615", s(&src), "-o", o], "--shard-mb"),
-        (vec!["--threads", "100000000", s(&src), "-o", o], "--threads"),
+        (vec!["--shard-mb", "0", s(&src), "-o", o], vec!["--shard-mb must be in 1..="]),
+        (vec!["--row-group-rows", "0", s(&src), "-o", o], vec!["--row-group-rows must be at least 1"]),
+        (vec!["--row-group-mb", "0", s(&src), "-o", o], vec!["--row-group-mb must be in 1..="]),
+        (vec!["--shard-mb", "18446744073709551615", s(&src), "-o", o], vec!["--shard-mb"]),
+        (vec!["--threads", "100000000", s(&src), "-o", o], vec!["--threads"]),
     ] {
-        assert_refused(&args, needle);
+        let t = assert_refused(&args, needles[0]);
+        assert!(needles.iter().all(|n| t.contains(n)), "{args:?}: expected {needles:?} in: {t}");
         assert!(!out.exists(), "{args:?}");
     }
     // The same counts file with --profile counts is read and used.

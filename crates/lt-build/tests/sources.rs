@@ -312,8 +312,10 @@ fn corrupt_image_in_folder_fails_or_is_skipped_and_listed() {
     std::fs::write(&bad, &b[..b.len() / 3]).unwrap();
     let out = tmp.path().join("out");
     let mut s = sources::open("folder", Some(&root), &SourceOptions::default()).unwrap();
-    let e = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap_err().to_string();
-    assert!(e.contains("train/b/0003.png") && e.contains("--skip-corrupt"), "{e}");
+    let e = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap_err();
+    assert_eq!(e.settings(), ["skip_corrupt"]);
+    let e = e.to_string();
+    assert!(e.contains("train/b/0003.png") && e.contains("set skip_corrupt"), "{e}");
     assert!(!out.exists(), "a failed build leaves no output directory");
     let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 1, "no staging leftovers: {names:?}");
@@ -332,8 +334,10 @@ fn too_few_images_fails_or_clamps_and_records() {
     fixtures::write_folder(&root, &[("a", 6, 0), ("b", 2, 0)]);
     let mut s = sources::open("folder", Some(&root), &SourceOptions::default()).unwrap();
     let o = BuildOptions { profile: ProfileKind::Exponential, max_per_class: Some(6), ..opts(Some(2.0)) };
-    let e = build(s.as_mut(), &tmp.path().join("o1"), &o, &NoProgress).unwrap_err().to_string();
-    assert!(e.contains("class 1 (b) has 2 images but the profile asks for 3") && e.contains("--clamp"), "{e}");
+    let e = build(s.as_mut(), &tmp.path().join("o1"), &o, &NoProgress).unwrap_err();
+    assert_eq!(e.settings(), ["clamp", "max_per_class", "imbalance"]);
+    let e = e.to_string();
+    assert!(e.contains("class 1 (b) has 2 images but the profile asks for 3") && e.contains("set clamp"), "{e}");
     let r = build(s.as_mut(), &tmp.path().join("o2"), &BuildOptions { clamp: true, ..o }, &NoProgress).unwrap();
     assert_eq!(train_counts(&tmp.path().join("o2")), vec![6, 2]);
     assert_eq!(r.manifest.clamped, vec![lt_core::profile::Clamped { class: 1, wanted: 3, kept: 2 }]);
@@ -345,13 +349,17 @@ fn imbalance_below_one_and_existing_output_are_refused() {
     let src = tmp.path().join("mnist");
     fixtures::write_idx(&src, 5, 1, 4, false);
     let mut s = sources::open("idx", Some(&src), &SourceOptions::default()).unwrap();
-    let e = build(s.as_mut(), &tmp.path().join("o"), &opts(Some(0.5)), &NoProgress).unwrap_err().to_string();
-    assert!(e.contains("--if") && e.contains("0.5"), "{e}");
+    let e = build(s.as_mut(), &tmp.path().join("o"), &opts(Some(0.5)), &NoProgress).unwrap_err();
+    assert_eq!(e.settings(), ["imbalance"]);
+    let e = e.to_string();
+    assert!(e.starts_with("imbalance: ") && e.contains("0.5"), "{e}");
     let out = tmp.path().join("o");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), b"precious").unwrap();
-    let e = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap_err().to_string();
-    assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
+    let e = build(s.as_mut(), &out, &opts(None), &NoProgress).unwrap_err();
+    assert_eq!(e.settings(), ["overwrite"]);
+    let e = e.to_string();
+    assert!(e.contains("already exists") && e.contains("set overwrite"), "{e}");
     assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"precious");
     // --overwrite replaces only an earlier build, never someone's directory.
     let e = build(s.as_mut(), &out, &BuildOptions { overwrite: true, ..opts(None) }, &NoProgress).unwrap_err().to_string();

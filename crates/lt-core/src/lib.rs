@@ -32,15 +32,18 @@ pub mod profile;
 pub mod rng;
 pub mod weights;
 
-/// Errors of the long-tail bookkeeping. Each names the flag or value at fault.
+/// Errors of the long-tail bookkeeping. Each names the value at fault, and a
+/// setting by its config name (the build option or recipe `[build]` key:
+/// `imbalance`, `max_per_class`, `step_mu`, `selection`, `clamp`); front
+/// ends map those names to their own flags through [`CoreError::settings`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
-    #[error("--if: the imbalance factor must be a finite number >= 1, got {0}")]
+    #[error("imbalance: the imbalance factor must be a finite number >= 1, got {0}")]
     ImbalanceBelowOne(f64),
     #[error("the dataset has no classes")]
     NoClasses,
-    #[error("class {class} ({name}) has {available} images but the profile asks for {wanted}; pass --clamp to keep all {available} and record it, or lower --max-per-class/--if")]
+    #[error("class {class} ({name}) has {available} images but the profile asks for {wanted}; set clamp to keep all {available} and record it, or lower max_per_class/imbalance")]
     TooFewImages {
         class: usize,
         name: String,
@@ -49,8 +52,25 @@ pub enum CoreError {
     },
     #[error("counts file lists {got} classes but the dataset has {expected}")]
     CountsLength { expected: usize, got: usize },
+    /// A setting out of range; `settings` are the config names the message
+    /// names, in its order.
+    #[error("{msg}")]
+    Setting { settings: &'static [&'static str], msg: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl CoreError {
+    /// The settings the message names, by config name, in its order (empty
+    /// when it names none).
+    pub fn settings(&self) -> &'static [&'static str] {
+        match self {
+            CoreError::ImbalanceBelowOne(_) => &["imbalance"],
+            CoreError::TooFewImages { .. } => &["clamp", "max_per_class", "imbalance"],
+            CoreError::Setting { settings, .. } => settings,
+            _ => &[],
+        }
+    }
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -57,7 +57,7 @@ pub fn step_counts(classes: usize, n_max: usize, imbalance: f64, mu: f64) -> Res
         return Err(CoreError::NoClasses);
     }
     if !(0.0..=1.0).contains(&mu) {
-        return Err(CoreError::Invalid(format!("--step-mu must be in [0, 1], got {mu}")));
+        return Err(CoreError::Setting { settings: &["step_mu"], msg: format!("step_mu must be in [0, 1], got {mu}") });
     }
     let tail = (classes as f64 * mu) as usize;
     let head = classes - tail;
@@ -174,9 +174,10 @@ impl std::str::FromStr for Selection {
         match s {
             "glmc" => Ok(Selection::Glmc),
             "ldam" => Ok(Selection::Ldam),
-            other => Err(CoreError::Invalid(format!(
-                "--selection: unknown method {other:?} (expected glmc or ldam)"
-            ))),
+            other => Err(CoreError::Setting {
+                settings: &["selection"],
+                msg: format!("selection: unknown method {other:?} (expected glmc or ldam)"),
+            }),
         }
     }
 }
@@ -297,9 +298,19 @@ mod tests {
     #[test]
     fn imbalance_below_one_is_rejected() {
         let e = exponential_counts(10, 100, 0.5).unwrap_err();
-        assert!(e.to_string().contains("--if"), "{e}");
+        assert!(e.to_string().starts_with("imbalance: "), "{e}");
+        assert_eq!(e.settings(), ["imbalance"]);
         assert!(exponential_counts(10, 100, f64::NAN).is_err());
         assert!(step_counts(10, 100, 0.99, 0.5).is_err());
+    }
+
+    #[test]
+    fn setting_errors_name_the_setting_by_its_config_name() {
+        let e = step_counts(10, 100, 2.0, 1.5).unwrap_err();
+        assert_eq!((e.to_string().as_str(), e.settings()), ("step_mu must be in [0, 1], got 1.5", &["step_mu"][..]));
+        let e = "random".parse::<Selection>().unwrap_err();
+        assert!(e.to_string().starts_with("selection: unknown method \"random\""), "{e}");
+        assert_eq!(e.settings(), ["selection"]);
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub fn rss_bytes() -> u64 {
 /// Opens the shards, runs `warmup` then `steps` batches, and reports.
 pub fn run_loader_bench(o: &LoaderBenchOptions) -> Result<LoaderBenchReport> {
     if o.steps == 0 {
-        return Err(LoaderError::Config("--steps must be > 0".into()));
+        return Err(LoaderError::Config("steps must be > 0".into()));
     }
     let rss_before = rss_bytes();
     let t_open = Instant::now();
@@ -220,7 +220,7 @@ impl LoaderBenchReport {
 /// a JSON pipeline object (`{"kind":"imagenet","size":192}`).
 pub fn parse_pipeline(s: &str) -> Result<Pipeline> {
     if s.trim_start().starts_with('{') {
-        serde_json::from_str(s).map_err(|e| LoaderError::Config(format!("--pipeline JSON: {e}")))
+        serde_json::from_str(s).map_err(|e| LoaderError::Config(format!("pipeline JSON: {e}")))
     } else {
         Pipeline::by_name(s).map_err(|e| LoaderError::Config(e.to_string()))
     }

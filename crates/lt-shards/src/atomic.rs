@@ -209,7 +209,8 @@ mod tests {
         std::fs::write(out.join("x"), b"old").unwrap();
         std::fs::write(out.join("manifest.json"), r#"{"format": "lt-glmc-shards/1"}"#).unwrap();
         let e = AtomicDir::begin(&out, false).unwrap_err();
-        assert!(e.to_string().contains("--overwrite"), "{e}");
+        assert!(e.to_string().contains("set overwrite to replace it"), "{e}");
+        assert_eq!(e.settings(), ["overwrite"]);
 
         let d = AtomicDir::begin(&out, true).unwrap();
         assert!(d.replaces_build());

@@ -79,7 +79,9 @@ pub struct Row {
 }
 
 /// Errors of the shard format. Messages name the file (and row or row group
-/// where there is one).
+/// where there is one), and a setting by its config name (`overwrite`,
+/// `image_column`, `label_column`); front ends map those names to their own
+/// flags through [`ShardError::settings`].
 ///
 /// Each variant's message already includes the underlying error's text, so
 /// the wrapped I/O, Parquet or Arrow error is kept in a field (`error`) and
@@ -107,14 +109,18 @@ pub enum ShardError {
     Checksum { path: PathBuf, expected: String, actual: String },
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
+    /// A foreign Parquet file ([`read_image_parquet`]) without the image or
+    /// label column asked for.
+    #[error("{path}: no column {column:?} (columns: {columns:?}); name the image and label columns with image_column/label_column")]
+    MissingColumn { path: PathBuf, column: String, columns: Vec<String> },
     /// A label outside `0..classes`; `row` counts from 0 within the file.
     #[error("{path}: row {row}: label {label} is outside 0..{classes} (the dataset has {classes} classes)")]
     Label { path: PathBuf, row: usize, label: i64, classes: usize },
-    #[error("output directory {path} already exists and is not empty; pass --overwrite to replace it")]
+    #[error("output directory {path} already exists and is not empty; set overwrite to replace it")]
     OutputExists { path: PathBuf },
     #[error("output {path} exists and is not a directory; a build is a directory and never replaces a file (remove it or choose another output path)")]
     OutputNotDir { path: PathBuf },
-    #[error("output directory {path} is not empty and is not an earlier build (no lt-glmc manifest.json in it); --overwrite only replaces an earlier build, so remove it yourself or choose another output path")]
+    #[error("output directory {path} is not empty and is not an earlier build (no lt-glmc manifest.json in it); overwrite only replaces an earlier build, so remove it yourself or choose another output path")]
     OutputNotABuild { path: PathBuf },
     /// Creating or replacing the output failed; `what` says which step.
     #[error("output {path}: {what}: {error}")]
@@ -122,6 +128,15 @@ pub enum ShardError {
 }
 
 impl ShardError {
+    /// The settings the message names, by config name, in its order (empty
+    /// when it names none).
+    pub fn settings(&self) -> &'static [&'static str] {
+        match self {
+            ShardError::OutputExists { .. } | ShardError::OutputNotABuild { .. } => &["overwrite"],
+            ShardError::MissingColumn { .. } => &["image_column", "label_column"],
+            _ => &[],
+        }
+    }
     pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ShardError::Io { path: path.into(), error }
     }

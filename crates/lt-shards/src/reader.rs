@@ -356,8 +356,8 @@ pub fn read_image_parquet(
     let schema = b.schema().clone();
     for c in [&cols.image, &cols.label] {
         if schema.field_with_name(c).is_err() {
-            let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            return Err(ShardError::format(path, format!("no column {c:?} (columns: {names:?}); choose with --image-column/--label-column")));
+            let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+            return Err(ShardError::MissingColumn { path: path.into(), column: c.clone(), columns });
         }
     }
     let class_names = schema.metadata().get("huggingface").and_then(|s| {

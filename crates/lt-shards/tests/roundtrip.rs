@@ -120,9 +120,10 @@ fn foreign_reader_sees_hf_metadata_and_selected_rows() {
         &ImageColumns { image: "img".into(), label: "label".into() },
         &|_| true,
     )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("--image-column"), "{e}");
+    .unwrap_err();
+    assert_eq!(e.settings(), ["image_column", "label_column"]);
+    let e = e.to_string();
+    assert!(e.contains("part-00000.parquet: no column \"img\"") && e.contains("image_column"), "{e}");
 }
 
 /// What `anyhow`'s `{:#}` prints: each error of the source chain, joined.

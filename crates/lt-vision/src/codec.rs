@@ -301,7 +301,7 @@ pub fn encode_png(img: &Decoded) -> Result<Vec<u8>> {
 /// Baseline JPEG at `quality` (1–100).
 pub fn encode_jpeg(img: &Decoded, quality: u8) -> Result<Vec<u8>> {
     if !(1..=100).contains(&quality) {
-        return Err(VisionError::Invalid(format!("--quality must be in 1..=100, got {quality}")));
+        return Err(VisionError::Invalid(format!("JPEG quality must be in 1..=100, got {quality}")));
     }
     let mut out = Vec::with_capacity(img.pixels.len() / 8 + 1024);
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)

@@ -41,10 +41,10 @@ pub fn parse_list(path: &Path) -> Result<(Vec<String>, Vec<u32>)> {
 
 impl ListSource {
     pub fn open(root: &Path, opts: &SourceOptions) -> Result<ListSource> {
-        let train_list = opts
-            .train_list
-            .clone()
-            .ok_or_else(|| BuildError::Usage("source list needs --train-list FILE (e.g. ImageNet_LT_train.txt)".into()))?;
+        let train_list = opts.train_list.clone().ok_or_else(|| BuildError::Setting {
+            settings: &["train_list"],
+            msg: "source list needs train_list, the train list file (e.g. ImageNet_LT_train.txt)".into(),
+        })?;
         if !root.is_dir() {
             return Err(BuildError::Source { path: root.into(), msg: "image root is not a directory".into() });
         }

@@ -40,28 +40,32 @@ pub struct Synth {
 impl Synth {
     pub fn new(opts: SynthOptions) -> Result<Synth> {
         if opts.classes == 0 || opts.train_per_class == 0 || opts.size == 0 {
-            return Err(BuildError::Usage("synth: --classes, --per-class and --size must be > 0".into()));
+            let msg = "synth: classes, train_per_class and size must be > 0".into();
+            return Err(BuildError::Setting { settings: &["classes", "train_per_class", "size"], msg });
         }
         // Bounded up front: each image is rendered in memory (size² ×
         // channels bytes) and the label lists are allocated at once, so an
-        // unbounded flag aborts on allocation instead of failing cleanly.
+        // unbounded setting aborts on allocation instead of failing cleanly.
         if opts.size > MAX_SIZE {
             let bytes = opts.size as f64 * opts.size as f64 * opts.channels.max(1) as f64;
-            return Err(BuildError::Usage(format!(
-                "synth: --size {} is too large: at most {MAX_SIZE} pixels (one image would take {:.1} GB in memory)",
+            let msg = format!(
+                "synth: size {} is too large: at most {MAX_SIZE} pixels (one image would take {:.1} GB in memory)",
                 opts.size,
                 bytes / 1e9
-            )));
+            );
+            return Err(BuildError::Setting { settings: &["size"], msg });
         }
         let images = opts.train_per_class.checked_add(opts.test_per_class).and_then(|n| n.checked_mul(opts.classes));
         if images.is_none_or(|n| n > MAX_IMAGES) {
-            return Err(BuildError::Usage(format!(
-                "synth: --classes {} × (--per-class {} + --test-per-class {}) is more than the {MAX_IMAGES} images synth makes",
+            let msg = format!(
+                "synth: classes {} × (train_per_class {} + test_per_class {}) is more than the {MAX_IMAGES} images synth makes",
                 opts.classes, opts.train_per_class, opts.test_per_class
-            )));
+            );
+            return Err(BuildError::Setting { settings: &["classes", "train_per_class", "test_per_class"], msg });
         }
         if !(opts.channels == 1 || opts.channels == 3) {
-            return Err(BuildError::Usage(format!("synth: --channels must be 1 or 3, got {}", opts.channels)));
+            let msg = format!("synth: channels must be 1 or 3, got {}", opts.channels);
+            return Err(BuildError::Setting { settings: &["channels"], msg });
         }
         let lab = |n: usize| (0..opts.classes * n).map(|i| (i % opts.classes) as u32).collect();
         Ok(Synth {

@@ -179,12 +179,13 @@ def rand_bbox(size, lam):
     return bbx1, bby1, bbx2, bby2
 
 
-def glmc_mixed(org1, org2, invs1, invs2, y_org, y_invs, y_org_w, y_invs_w):
-    lam = np.random.beta(1.0, 1.0)
+def glmc_mixed(org1, org2, invs1, invs2, y_org, y_invs, y_org_w, y_invs_w, given=None):
+    """`given`: (lam, box) from a replayed trace instead of the draws."""
+    lam = np.random.beta(1.0, 1.0) if given is None else given[0]
     mix_x = lam * org1 + (1 - lam) * invs1
     mix_y = lam * y_org + (1 - lam) * y_invs
     mix_y_w = lam * y_org_w + (1 - lam) * y_invs_w
-    x1, y1, x2, y2 = rand_bbox(org2.size(), lam)
+    x1, y1, x2, y2 = rand_bbox(org2.size(), lam) if given is None else given[1]
     cut_x = org2.clone()
     cut_x[:, :, x1:x2, y1:y2] = invs2[:, :, x1:x2, y1:y2]
     return mix_x, cut_x, mix_y, mix_y, mix_y_w, mix_y_w
@@ -240,6 +241,63 @@ def evaluate(model, x, y, norm, counts, method, batch=256):
 
 
 # ---------------------------------------------------------------------------
+# Replay of an lt-train step trace (`lt-train --trace DIR`, crates/lt-glmc/src/trace.rs)
+# ---------------------------------------------------------------------------
+def read_safetensors(path):
+    """name -> tensor, for the F32/F64/I64 tensors lt-train writes (the venv
+    has no `safetensors` package; the format is an 8-byte header length, a
+    JSON header, then the raw little-endian data)."""
+    kinds = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = meta["data_offsets"]
+        arr = np.frombuffer(data[a:b], dtype=kinds[meta["dtype"]]).reshape(meta["shape"])
+        out[name] = torch.from_numpy(arr.copy())
+    return out
+
+
+def lt_to_harness_name(name):
+    """lt-train's variable names (encoder.*, head, head_cb, proj, pred) as
+    this module's (ResNet_modify's)."""
+    for lt, ours in (("head_cb.", "fc_cb."), ("head.", "fc."), ("proj.", "projection_head.0."), ("pred.", "contrast_head.0.")):
+        if name.startswith(lt):
+            return ours + name[len(lt):]
+    if name.startswith("encoder."):
+        return name[len("encoder."):]
+    raise KeyError(name)
+
+
+def load_lt_weights(model, path):
+    """Loads lt-train's weights and BatchNorm buffers; every tensor of the
+    model must be given except BatchNorm's step counters."""
+    state = {lt_to_harness_name(k): v for k, v in read_safetensors(path).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"{path}: missing {missing}, unexpected {unexpected}")
+
+
+def replay_steps(trace_dir):
+    """The trace's steps, grouped by epoch: lists of dicts with the uint8
+    batch as a tensor [views, slots, C, H, W] under "x"."""
+    pixels = np.memmap(os.path.join(trace_dir, "pixels.bin"), dtype=np.uint8, mode="r")
+    epochs = {}
+    for line in open(os.path.join(trace_dir, "steps.jsonl")):
+        st = json.loads(line)
+        n = int(np.prod(st["shape"]))
+        st["x"] = torch.from_numpy(np.array(pixels[st["offset"]:st["offset"] + n]).reshape(st["shape"]))
+        st["y"] = torch.tensor(st["labels"], dtype=torch.int64)
+        epochs.setdefault(st["epoch"], []).append(st)
+    return epochs
+
+
+# ---------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shards")
@@ -259,6 +317,12 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--linear-init", choices=("kaiming", "default"), default="kaiming")
     ap.add_argument("--drop-last", action="store_true")
+    ap.add_argument("--replay", metavar="TRACE_DIR",
+                    help="train from lt-train's initial weights on its batches, lambdas and boxes "
+                         "(lt-train --trace TRACE_DIR) and write each step's loss next to lt-train's "
+                         "to OUT/replay.jsonl")
+    ap.add_argument("--init-from", metavar="SAFETENSORS",
+                    help="start from these lt-train weights (e.g. TRACE_DIR/init.safetensors) instead of _weights_init")
     a = ap.parse_args()
 
     if a.threads > 0:
@@ -278,6 +342,16 @@ def main():
 
     model = ResNet32(C, a.width, channels)
     weights_init(model, a.linear_init)
+    trace = None
+    if a.init_from:
+        load_lt_weights(model, a.init_from)
+    if a.replay:
+        load_lt_weights(model, os.path.join(a.replay, "init.safetensors"))
+        trace = replay_steps(a.replay)
+        if len(trace) < a.epochs:
+            sys.exit(f"{a.replay}: the trace holds {len(trace)} epochs, --epochs is {a.epochs}")
+        os.makedirs(a.out, exist_ok=True)
+        rfile = open(os.path.join(a.out, "replay.jsonl"), "w")
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=a.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs)
     label_w = 1.0 / counts ** a.p
@@ -302,27 +376,47 @@ def main():
         model.train()
         t0 = time.time()
         sums = np.zeros(4)
-        inst = batches(torch.randperm(n))
-        # The weighted loader's iterator is re-made every epoch.
-        weighted = batches(torch.multinomial(sample_w, n, replacement=True)) if a.method == "glmc" else None
+        if trace is None:
+            inst = batches(torch.randperm(n))
+            # The weighted loader's iterator is re-made every epoch.
+            weighted = batches(torch.multinomial(sample_w, n, replacement=True)) if a.method == "glmc" else None
+        else:
+            inst = trace[epoch]
         for i, idx in enumerate(inst):
-            y_org = ytr[idx]
+            if trace is not None:
+                st, b = idx, idx["x"].shape[1] // (2 if a.method == "glmc" else 1)
+                if abs(st["lr"] - lr) > 1e-9 * lr or abs(st["alpha"] - (alpha if a.method == "glmc" else 1.0)) > 1e-12:
+                    sys.exit(f"step {epoch}/{i}: lt-train's lr {st['lr']} / alpha {st['alpha']}, ours {lr} / {alpha}")
+                y_org = st["y"][:b]
+            else:
+                y_org = ytr[idx]
             if a.method == "ce":
-                x = norm(crop_flip(xtr[idx], a.padding, aug_gen))
+                x = norm(crop_flip(xtr[idx], a.padding, aug_gen) if trace is None else st["x"][0])
                 loss = F.cross_entropy(model.fc(model.features(x)), y_org)
                 sums += [loss.item(), loss.item(), 0, 0]
             else:
-                widx = weighted[i][: len(idx)]
-                y_inv = ytr[widx]
-                org1 = norm(crop_flip(xtr[idx], a.padding, aug_gen))
-                org2 = norm(crop_flip(xtr[idx], a.padding, aug_gen))
-                inv1 = norm(crop_flip(xtr[widx], a.padding, aug_gen))
-                inv2 = norm(crop_flip(xtr[widx], a.padding, aug_gen))
+                if trace is None:
+                    widx = weighted[i][: len(idx)]
+                    y_inv = ytr[widx]
+                    org1 = norm(crop_flip(xtr[idx], a.padding, aug_gen))
+                    org2 = norm(crop_flip(xtr[idx], a.padding, aug_gen))
+                    inv1 = norm(crop_flip(xtr[widx], a.padding, aug_gen))
+                    inv2 = norm(crop_flip(xtr[widx], a.padding, aug_gen))
+                else:
+                    y_inv = st["y"][b:]
+                    org1, inv1 = norm(st["x"][0, :b]), norm(st["x"][0, b:])
+                    org2, inv2 = norm(st["x"][1, :b]), norm(st["x"][1, b:])
                 oh_org = F.one_hot(y_org, C).float()
                 oh_inv = F.one_hot(y_inv, C).float()
-                np.random.beta(a.beta, a.beta)  # Trainer's lam: drawn, never used
-                mix_x, cut_x, mix_y, cut_y, mix_yw, cut_yw = glmc_mixed(
-                    org1, org2, inv1, inv2, oh_org, oh_inv, label_w * oh_org, label_w * oh_inv)
+                if trace is None:
+                    np.random.beta(a.beta, a.beta)  # Trainer's lam: drawn, never used
+                    mix_x, cut_x, mix_y, cut_y, mix_yw, cut_yw = glmc_mixed(
+                        org1, org2, inv1, inv2, oh_org, oh_inv, label_w * oh_org, label_w * oh_inv)
+                else:
+                    m = st["mix"]
+                    mix_x, cut_x, mix_y, cut_y, mix_yw, cut_yw = glmc_mixed(
+                        org1, org2, inv1, inv2, oh_org, oh_inv, label_w * oh_org, label_w * oh_inv,
+                        given=(m["lambda"], (m["cut"]["y0"], m["cut"]["x0"], m["cut"]["y1"], m["cut"]["x1"])))
                 o1, ocb1, z1, p1 = model(mix_x, train=True)
                 o2, ocb2, z2, p2 = model(cut_x, train=True)
                 con = neg_cos(p1, z2) + neg_cos(p2, z1)
@@ -330,6 +424,12 @@ def main():
                 rb = soft_ce(ocb1, mix_yw) + soft_ce(ocb2, cut_yw)
                 loss = alpha * sup + (1 - alpha) * rb + a.kappa * con
                 sums += [loss.item(), sup.item(), rb.item(), con.item()]
+            if trace is not None:
+                ours = {"total": loss.item()}
+                if a.method == "glmc":
+                    ours.update(sup=sup.item(), rb=rb.item(), con=con.item())
+                rfile.write(json.dumps({"epoch": epoch, "step": i, "lt": st["loss"], "harness": ours}) + "\n")
+                rfile.flush()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -27,7 +27,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lt_core::rng::Rng;
 use lt_loader::bench::{run_loader_bench, LoaderBenchOptions, LoaderBenchReport};
 use lt_loader::loader::{Loader, LoaderConfig, StageStats};
 use lt_loader::sampler::SamplerSpec;
@@ -40,11 +39,12 @@ use tch::{Device, Kind, Tensor};
 
 use crate::amp::{synchronize, LossScaler, PrecisionConfig};
 use crate::error::{GlmcError, Result};
-use crate::loss::{self, ClassStats, GlmcBatch, LossConfig};
-use crate::mix::{MixParams, Normalizer};
+use crate::loss::{ClassStats, LossConfig};
+use crate::mix::Normalizer;
 use crate::model::{Arch, GlmcNet, ModelConfig};
 use crate::optim::{Sgd, SgdConfig};
 use crate::pinned::{batch_to_device, TensorAllocator};
+use crate::step::{GlmcStep, StepModel, Updater};
 
 /// The models `lt-bench` knows, by their command-line names.
 pub fn parse_model(name: &str, width: Option<i64>) -> Result<Arch> {
@@ -126,19 +126,19 @@ pub struct StepResult {
     pub skipped: bool,
 }
 
-/// A model, its optimizer and the per-run constants: runs GLMC steps on
-/// device-resident uint8 batches.
+/// A model, its optimizer and the per-run constants: runs lt-train's own
+/// GLMC step ([`crate::step::GlmcStep`] through [`crate::step::Updater`],
+/// the code `lt-train` runs) on device-resident uint8 batches.
 pub struct GlmcStepper {
     pub device: Device,
     pub vs: VarStore,
     pub net: GlmcNet,
     opt: Sgd,
-    params: Vec<Tensor>,
+    upd: Updater,
+    step: GlmcStep,
     stats: ClassStats,
     norm: Normalizer,
-    scaler: Option<LossScaler>,
     opts: StepOptions,
-    rng: Rng,
     steps: u64,
 }
 
@@ -156,18 +156,11 @@ impl GlmcStepper {
         let net = GlmcNet::try_new(&vs.root(), mc)?;
         opts.precision.memory_format.convert_weights(&vs)?;
         let opt = Sgd::new(&vs, opts.sgd);
-        let params = vs.trainable_variables();
+        let upd = Updater::new(vs.trainable_variables(), opts.precision.loss_scaler());
         let stats = ClassStats::try_new(&opts.counts, opts.p, device, Kind::Float)?;
-        let c = opts.in_channels as usize;
-        let (mean, std) = if opts.mean.len() == c {
-            (opts.mean.clone(), opts.std.clone())
-        } else {
-            (vec![0.5; c], vec![0.25; c])
-        };
-        let norm = Normalizer::try_new(&mean, &std, device, Kind::Float)?;
-        let scaler = opts.precision.loss_scaler();
-        let rng = Rng::derive(opts.seed, &[0xbe4c]);
-        Ok(GlmcStepper { device, vs, net, opt, params, stats, norm, scaler, opts, rng, steps: 0 })
+        let norm = Normalizer::for_channels(&opts.mean, &opts.std, opts.in_channels, device, Kind::Float)?;
+        let step = GlmcStep::new(opts.loss, opts.beta, GlmcStep::rng_for_seed(opts.seed));
+        Ok(GlmcStepper { device, vs, net, opt, upd, step, stats, norm, opts, steps: 0 })
     }
 
     pub fn options(&self) -> &StepOptions {
@@ -175,7 +168,7 @@ impl GlmcStepper {
     }
 
     pub fn loss_scaler(&self) -> Option<&LossScaler> {
-        self.scaler.as_ref()
+        self.upd.loss_scale()
     }
 
     /// One training step on a paired batch: `x` uint8 `[2, 2B, C, H, W]`
@@ -187,33 +180,10 @@ impl GlmcStepper {
         if size.len() != 5 || size[0] != 2 || size[1] != 2 * b {
             return Err(GlmcError::invalid("batch", format!("shape {size:?}, expected [2, {}, C, H, W]", 2 * b)));
         }
-        let fmt = self.opts.precision.memory_format;
-        // Layout first (on uint8: 4× fewer bytes), then normalize: the
-        // element-wise ops keep channels-last strides.
-        let v0 = self.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-        let v1 = self.norm.apply(&fmt.apply(&x.f_select(0, 1)?)?)?;
-        let (u1, w1) = (v0.f_narrow(0, 0, b)?, v0.f_narrow(0, b, b)?);
-        let (u2, w2) = (v1.f_narrow(0, 0, b)?, v1.f_narrow(0, b, b)?);
-        let (y_u, y_w) = (y.f_narrow(0, 0, b)?, y.f_narrow(0, b, b)?);
-        let mix = MixParams::draw(&mut self.rng, self.opts.beta, size[3], size[4]);
-        let batch = GlmcBatch { u1: &u1, u2: &u2, w1: &w1, w2: &w2, y_u: &y_u, y_w: &y_w };
-        let (net, stats, cfg, alpha) = (&self.net, &self.stats, &self.opts.loss, self.opts.alpha);
-        let terms = self.opts.precision.forward(|| loss::glmc_loss(net, &batch, &mix, stats, cfg, alpha))?;
-        let skipped = match &mut self.scaler {
-            Some(s) => s.step(&mut self.opt, &self.params, &terms.total)?.skipped(),
-            None => {
-                self.opt.zero_grad()?;
-                terms.total.f_backward()?;
-                self.opt.step()?;
-                false
-            }
-        };
-        let loss = terms.total.f_double_value(&[])?;
-        if !loss.is_finite() && self.scaler.is_none() {
-            return Err(GlmcError::NonFiniteLoss { step: self.steps, epoch: 0, value: loss });
-        }
+        let m = StepModel { net: &self.net, stats: &self.stats, norm: &self.norm, precision: &self.opts.precision };
+        let o = self.upd.apply(&mut self.opt, &mut self.step, &m, x, y, self.opts.alpha, (self.steps, 0))?;
         self.steps += 1;
-        Ok(StepResult { loss, skipped })
+        Ok(StepResult { loss: o.values.total, skipped: o.skipped })
     }
 }
 

@@ -37,19 +37,21 @@ use lt_loader::sampler::SamplerSpec;
 use lt_loader::source::EncodedSource;
 use tch::{Device, Kind};
 
+use crate::amp::LossScaleState;
 use crate::checkpoint;
+use crate::driver::{EpochLoop, LoopStart};
 use crate::error::{GlmcError, Result};
-use crate::maxnorm::{MaxNorm, ProjectEvery};
+use crate::maxnorm::MaxNorm;
 use crate::metrics::EvalReport;
 use crate::optim::Sgd;
-use crate::pinned::{batch_to_device, TensorAllocator};
+use crate::pinned::TensorAllocator;
 use crate::recipe::{EvalHead, FinetuneLoss, FinetuneSampling, FinetuneSection, Recipe};
 use crate::report::{self, RunInfo};
-use crate::loss::LossValues;
 use crate::rundir::{self, ResumeChange, RunLock, Stage};
+use crate::step::{HeadOnlyStep, Updater};
 use crate::train::{
-    self, append_metrics, check_dataset, convert_layout, epoch_end_state, io, metrics_before, next_batch,
-    precision_config, setup, start_run_dir, workers, Dataset, EpochAccumulator, EpochRecord, EvalSummary, Observer, CHECKPOINT_DIR, RECIPE_FILE,
+    self, check_dataset, convert_layout, io, metrics_before, precision_config, setup, start_run_dir, workers, Dataset, EpochRecord,
+    Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
 /// Default output directory, inside the source run directory.
@@ -206,7 +208,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         return Err(GlmcError::invalid("finetune", format!("expected to train head_cb.bias and head_cb.weight, got {names:?}")));
     }
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
-    let (mut done, mut step, mut records) = (0usize, 0u64, Vec::new());
+    let (mut done, mut global_step, mut records) = (0usize, 0u64, Vec::new());
     let threshold = if opts.resume {
         let change = rundir::check_resume_recipe(&out, &recipe, Stage::Finetune, checkpoint::load_state(&out_ckpt)?.epoch)?;
         // Head weights and momentum from the fine-tuning checkpoint; the
@@ -229,7 +231,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             rundir::save_recipe(&out, &recipe)?;
         }
         done = st.epoch;
-        step = st.step;
+        global_step = st.step;
         records = metrics_before(&out, done)?;
         t
     } else {
@@ -264,56 +266,15 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             let remedy = format!("use a smaller finetune.batch_size (at most {rows}; --set finetune.batch_size=N)");
             rundir::batch_error(e.into(), "finetune.batch_size", &remedy, b, rows)
         })?;
-        let steps = loader.steps_per_epoch();
         let schedule = ft.schedule();
-        let head = &s.net.head_cb;
-        let ft_loss = FinetuneLossFn::try_new(&ft, &ds.counts, device)?;
-        let first = done;
-        for epoch in first..stop {
-            let lr = schedule.lr(ft.lr, epoch, epochs);
-            s.opt.set_lr(lr);
-            obs.epoch_start(epoch, epochs, steps);
-            let mut acc = EpochAccumulator::start(steps);
-            for i in 0..steps {
-                let batch = next_batch(&mut loader, epoch, i)?;
-                let (x, y) = batch_to_device(&batch, device)?;
-                let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-                // Frozen encoder: inference mode, no graph.
-                let feat = tch::no_grad(|| prec.forward(|| s.net.features(&xn, false)))?.f_to_kind(Kind::Float)?;
-                let logits = head.forward(&feat)?;
-                let loss = ft_loss.loss(&logits, &y)?;
-                let value = loss.f_double_value(&[])?;
-                if !value.is_finite() {
-                    return Err(GlmcError::NonFiniteLoss { step, epoch, value });
-                }
-                s.opt.zero_grad()?;
-                loss.f_backward()?;
-                s.opt.step()?;
-                if maxnorm.every == ProjectEvery::Iteration {
-                    maxnorm.project(&head.ws)?;
-                }
-                drop(batch);
-                acc.applied(i, &LossValues { total: value, sup: value, rb: None, con: None, alpha: 1.0 });
-                step += 1;
-                obs.step(value, b);
-            }
-            if maxnorm.every == ProjectEvery::Epoch {
-                maxnorm.project(&head.ws)?;
-            }
-            acc.end_training();
-            done = epoch + 1;
-            let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
-                obs.evaluating();
-                let r = train::evaluate(&s, &recipe, &ds, device)?;
-                let sum = EvalSummary::from(&r);
-                last_eval = Some(r);
-                Some(sum)
-            } else {
-                None
-            };
-            let rec = acc.record(epoch, lr, 1.0, (false, false), b, test, None);
-            append_metrics(&out, &rec)?;
-            let extra = serde_json::json!({
+        let mut step = HeadOnlyStep { loss: FinetuneLossFn::try_new(&ft, &ds.counts, device)?, maxnorm };
+        // The head runs in full precision (the frozen encoder may run under
+        // autocast): no loss scaling.
+        let mut upd = Updater::new(s.opt.params(), None);
+        let lr = |e: usize| schedule.lr(ft.lr, e, epochs);
+        let alpha = |_: usize| 1.0;
+        let extra = |_: Option<LossScaleState>| {
+            serde_json::json!({
                 "dataset": ds.fingerprint,
                 "recipe": recipe.name,
                 "method": recipe.train.method,
@@ -321,13 +282,29 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
                 "source": run.display().to_string(),
                 EXTRA_SOURCE_EPOCH: state.epoch,
                 EXTRA_THRESHOLD: threshold,
-            });
-            // Fine-tuning draws nothing besides the loader's seeded batches.
-            let st = epoch_end_state(done, step, lr, [0; 4], seed, extra);
-            checkpoint::save(&out_ckpt, &s.vs, &s.opt, &st)?;
-            obs.epoch_end(&rec);
-            records.push(rec);
-        }
+            })
+        };
+        let lp = EpochLoop {
+            recipe: &recipe,
+            ds: &ds,
+            device,
+            precision: &prec,
+            out: &out,
+            ckpt: &out_ckpt,
+            epochs,
+            stop,
+            batch_size: b,
+            seed,
+            checkpoint_every: None,
+            lr: &lr,
+            alpha: &alpha,
+            extra: &extra,
+        };
+        let start = LoopStart { epoch: done, step: global_step, ..Default::default() };
+        let end = lp.run(&mut s, &mut upd, &mut step, &mut loader, None, obs, start)?;
+        done = end.epoch;
+        records.extend(end.records);
+        last_eval = end.last_eval;
     }
     let last_eval = match last_eval {
         Some(e) => e,

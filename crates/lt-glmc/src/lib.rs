@@ -57,6 +57,7 @@
 pub mod amp;
 pub mod bench;
 pub mod checkpoint;
+mod driver;
 pub mod error;
 pub mod finetune;
 pub mod host_alloc;
@@ -70,6 +71,8 @@ pub mod pinned;
 pub mod recipe;
 pub mod report;
 pub mod rundir;
+pub mod step;
+pub mod trace;
 pub mod train;
 
 pub use error::{GlmcError, Result};

@@ -33,6 +33,21 @@ impl Normalizer {
         Ok(Normalizer { mean, std, kind })
     }
 
+    /// For a model of `channels` input channels from statistics of the data:
+    /// grey statistics for an RGB model are repeated, RGB ones for a grey
+    /// model averaged; any other mismatch is an error.
+    pub fn for_channels(mean: &[f64], std: &[f64], channels: i64, device: Device, kind: Kind) -> Result<Self> {
+        let (mean, std) = match (mean.len() as i64, channels) {
+            (m, c) if m == c => (mean.to_vec(), std.to_vec()),
+            (1, c) => (vec![mean[0]; c as usize], vec![std.first().copied().unwrap_or(f64::NAN); c as usize]),
+            (m, 1) if std.len() as i64 == m => {
+                (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64])
+            }
+            (m, c) => return Err(GlmcError::invalid("normalization", format!("{m} channel statistics for a {c}-channel model"))),
+        };
+        Normalizer::try_new(&mean, &std, device, kind)
+    }
+
     /// Normalizes `x` (uint8 or float, NCHW, already on the device).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.f_to_device(self.mean.device())?.f_to_kind(self.kind)?;

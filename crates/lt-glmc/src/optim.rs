@@ -85,6 +85,11 @@ impl Sgd {
         &self.cfg
     }
 
+    /// The tensors this optimizer updates.
+    pub fn params(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|(n, _)| n.as_str())
     }

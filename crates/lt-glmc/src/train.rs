@@ -32,14 +32,16 @@ use lt_shards::Split;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use crate::amp::{LossScaleState, MemoryFormat, PrecisionConfig};
 use crate::checkpoint::{self, TrainState};
 use crate::error::{GlmcError, Result};
-use crate::loss::{self, ClassStats, GlmcBatch, LossTerms, LossValues};
+use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
+use crate::loss::{ClassStats, LossValues};
+use crate::step::{CrossEntropyStep, GlmcStep, Step, Updater};
 use crate::metrics::{EvalAccumulator, EvalReport};
-use crate::mix::{MixParams, Normalizer};
+use crate::mix::Normalizer;
 use crate::model::{GlmcNet, HeadSet, ModelConfig};
 use crate::optim::Sgd;
 use crate::pinned::{batch_to_device, TensorAllocator};
@@ -51,9 +53,6 @@ use crate::recipe::{
 pub const RECIPE_FILE: &str = "recipe.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-
-/// [`Rng::derive`] stream of the trainer's λ / box draws.
-const STREAM_TRAINER: u64 = 0x61c3;
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when present).
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -441,6 +440,10 @@ pub struct TrainOptions {
     /// that a killed run loses at most that many steps (a resume continues
     /// mid-epoch, bit-exact on CPU). `None`: at epoch ends only.
     pub checkpoint_every: Option<usize>,
+    /// Write a step trace ([`crate::trace`]) into this directory: the
+    /// initial weights and every step's batch, λ, box and losses, for an
+    /// exact replay by another implementation. Fresh runs only.
+    pub trace: Option<PathBuf>,
 }
 
 /// What a run ends with.
@@ -558,17 +561,13 @@ pub fn setup(recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Setup> {
     let opt = Sgd::new(&vs, recipe.optim.sgd());
     let stats = ClassStats::try_new(&ds.counts, recipe.glmc.p, device, Kind::Float)?;
     let (mean, std) = match &recipe.normalize {
-        Some(n) => (n.mean.clone(), n.std.clone()),
-        None => (ds.manifest.mean.clone(), ds.manifest.std.clone()),
+        Some(n) => (&n.mean, &n.std),
+        None => (&ds.manifest.mean, &ds.manifest.std),
     };
-    let (mean, std) = match (mean.len() as i64, in_channels) {
-        (m, c) if m == c => (mean, std),
-        // Grey statistics for an RGB model (or the reverse): repeat / average.
-        (1, c) => (vec![mean[0]; c as usize], vec![std[0]; c as usize]),
-        (m, 1) => (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64]),
-        (m, c) => return Err(GlmcError::invalid("normalize", format!("{m} channel statistics for a {c}-channel model"))),
-    };
-    let norm = Normalizer::try_new(&mean, &std, device, Kind::Float)?;
+    let norm = Normalizer::for_channels(mean, std, in_channels, device, Kind::Float).map_err(|e| match e {
+        GlmcError::Invalid { why, .. } => GlmcError::invalid("normalize", why),
+        e => e,
+    })?;
     Ok(Setup { vs, net, opt, stats, norm, in_channels })
 }
 
@@ -628,15 +627,8 @@ pub(crate) fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
     Ok(())
 }
 
-/// Key of a mid-epoch checkpoint's [`AccState`] in [`TrainState::extra`].
-const EXTRA_EPOCH_ACC: &str = "epoch_acc";
-
 /// Key of the loss scaler's state in [`TrainState::extra`].
 const EXTRA_LOSS_SCALE: &str = "loss_scale";
-
-/// Below this scale (fp16's smallest subnormal) every scaled gradient
-/// underflows: the overflows are not the scale's fault and the run diverged.
-const MIN_LOSS_SCALE: f64 = 5.960_464_477_539_063e-8;
 
 fn extra(ds: &Dataset, recipe: &Recipe, loss_scale: Option<LossScaleState>) -> serde_json::Value {
     let mut v = serde_json::json!({ "dataset": ds.fingerprint, "recipe": recipe.name, "method": recipe.train.method });
@@ -646,13 +638,19 @@ fn extra(ds: &Dataset, recipe: &Recipe, loss_scale: Option<LossScaleState>) -> s
     v
 }
 
+/// The training step of `recipe`'s method, its λ / box generator at `rng`.
+pub fn method_step(recipe: &Recipe, rng: Rng) -> Box<dyn Step> {
+    match recipe.train.method {
+        Method::Glmc => Box::new(GlmcStep::new(recipe.glmc.loss_config(), recipe.glmc.beta, rng)),
+        Method::CrossEntropy => Box::new(CrossEntropyStep),
+    }
+}
+
 /// Runs (or resumes) a training run; see the module docs for the layout.
 pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome> {
     let recipe = &opts.recipe;
     recipe.validate()?;
     let prec = precision_config(&recipe.perf, opts.device)?;
-    let fmt = prec.memory_format;
-    let mut scaler = prec.loss_scaler();
     let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
     check_pipelines(recipe, &ds)?;
     let out = opts.out.clone();
@@ -667,10 +665,10 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
 
     let mut s = setup(recipe, &ds, opts.device)?;
     let seed = recipe.train.seed;
-    let mut rng = Rng::derive(seed, &[STREAM_TRAINER]);
-    let (mut epoch, mut step, mut records) = (0usize, 0u64, Vec::new());
-    // Step within `epoch` to continue at, and that epoch's sums so far.
-    let mut resume_at: (usize, Option<AccState>) = (0, None);
+    let mut upd_scaler = prec.loss_scaler();
+    let mut rng = GlmcStep::rng_for_seed(seed);
+    let mut start = LoopStart::default();
+    let mut records = Vec::new();
     if opts.resume {
         if !ckpt.join(checkpoint::STATE_FILE).exists() {
             return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
@@ -688,18 +686,19 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             let v = state.extra.get(EXTRA_EPOCH_ACC).cloned().unwrap_or_default();
             let a: AccState = serde_json::from_value(v)
                 .map_err(|e| resume_err(format!("the mid-epoch checkpoint has no valid epoch sums: {e}")))?;
-            resume_at = (state.step_in_epoch as usize, Some(a));
+            start.step_in_epoch = state.step_in_epoch as usize;
+            start.sums = Some(a);
         }
-        if let Some(sc) = &mut scaler {
+        if let Some(sc) = &mut upd_scaler {
             let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
             let st: LossScaleState = serde_json::from_value(v)
                 .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
             sc.set_state(st)?;
         }
         rng = Rng::from_state(state.rng);
-        epoch = state.epoch;
-        step = state.step;
-        records = metrics_before(&out, epoch)?;
+        start.epoch = state.epoch;
+        start.step = state.step;
+        records = metrics_before(&out, start.epoch)?;
     } else {
         if ckpt.exists() {
             return Err(GlmcError::invalid(
@@ -712,20 +711,27 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
 
     // Channels-last: once, after the initialisation or the checkpoint load
     // and before the first step.
-    convert_layout(&mut s, fmt)?;
-    let params = s.vs.trainable_variables();
+    convert_layout(&mut s, prec.memory_format)?;
+    let mut upd = Updater::new(s.vs.trainable_variables(), upd_scaler);
+    let mut trace = match &opts.trace {
+        Some(_) if opts.resume => {
+            return Err(GlmcError::invalid("trace", "a trace starts with the initial weights: trace a fresh run, not --resume"))
+        }
+        Some(dir) => Some(crate::trace::Trace::create(dir, &s.vs)?),
+        None => None,
+    };
 
     let epochs = recipe.train.epochs;
     let stop = opts.stop_after.unwrap_or(epochs).min(epochs);
+    let mut epoch = start.epoch;
     let mut last_eval = None;
     if epoch < stop {
-        let glmc = recipe.train.method == Method::Glmc;
+        let mut step = method_step(recipe, rng);
         let b = recipe.train.batch_size;
-        let views = if glmc { 2 } else { 1 };
-        let sampler = if glmc { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
+        let sampler = if step.views() == 2 { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
         let cfg = LoaderConfig::default()
             .with_batch_size(b)
-            .with_views(views)
+            .with_views(step.views())
             .with_workers(workers(&recipe.loader))
             .with_pool_size(recipe.loader.pool_size)
             .with_sampler(sampler)
@@ -733,7 +739,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             .with_channels(s.in_channels as u8)
             .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
             .with_epochs(stop as u64)
-            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: resume_at.0 as u64 } })
+            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: start.step_in_epoch as u64 } })
             .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && opts.device.is_cuda())));
         let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)
             .map_err(|e| {
@@ -742,97 +748,33 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
                 crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
             })?;
         let steps = loader.steps_per_epoch();
-        if resume_at.0 >= steps {
-            return Err(resume_err(format!("the checkpoint is at step {} of an epoch of {steps} steps", resume_at.0)));
+        if start.step_in_epoch >= steps {
+            return Err(resume_err(format!("the checkpoint is at step {} of an epoch of {steps} steps", start.step_in_epoch)));
         }
-        let loss_cfg = recipe.glmc.loss_config();
         let schedule = recipe.optim.schedule();
-        while epoch < stop {
-            let lr = schedule.lr(recipe.optim.lr, epoch, epochs);
-            s.opt.set_lr(lr);
-            let alpha = cumulative_alpha(epoch, epochs);
-            obs.epoch_start(epoch, epochs, steps);
-            let mut acc = EpochAccumulator::start(steps);
-            let (first, sums) = std::mem::take(&mut resume_at);
-            if let Some(a) = sums {
-                acc.restore(a);
-            }
-            for i in first..steps {
-                let batch = next_batch(&mut loader, epoch, i)?;
-                let (x, y) = batch_to_device(&batch, opts.device)?;
-                let terms = if glmc {
-                    // B instance + B class-weighted slots (fewer in a last partial batch).
-                    glmc_terms(&s, &x, &y, batch.slots() / 2, &mut rng, recipe, &loss_cfg, alpha, &prec)?
-                } else {
-                    let xn = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-                    prec.forward(|| loss::cross_entropy_loss(&s.net, &xn, &y))?
-                };
-                let was_skipped = match &mut scaler {
-                    // fp16: an overflow (inf/NaN gradients, or loss) skips the
-                    // update and backs the scale off; it is not an error.
-                    Some(sc) => {
-                        let o = sc.step(&mut s.opt, &params, &terms.total)?;
-                        if o.skipped() && sc.scale() < MIN_LOSS_SCALE {
-                            let value = terms.total.f_double_value(&[])?;
-                            return Err(GlmcError::NonFiniteLoss { step, epoch, value });
-                        }
-                        o.skipped()
-                    }
-                    None => {
-                        terms.check_finite(step, epoch)?;
-                        s.opt.zero_grad()?;
-                        terms.total.f_backward()?;
-                        s.opt.step()?;
-                        false
-                    }
-                };
-                let v = terms.values()?;
-                let images = if glmc { batch.slots() / 2 } else { batch.slots() };
-                drop(batch); // the device copy and the step are done: recycle the buffer
-                if was_skipped {
-                    acc.skipped();
-                } else {
-                    acc.applied(i, &v);
-                }
-                step += 1;
-                obs.step(v.total, images);
-                if opts.checkpoint_every.is_some_and(|n| (i + 1) % n == 0) && i + 1 < steps {
-                    let mut ex = extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state()));
-                    ex[EXTRA_EPOCH_ACC] = serde_json::to_value(acc.state()).unwrap_or_default();
-                    let pos = Position { epoch: epoch as u64, step: (i + 1) as u64 };
-                    let state = TrainState {
-                        epoch,
-                        step,
-                        step_in_epoch: (i + 1) as u64,
-                        lr,
-                        rng: rng.state(),
-                        loader: serde_json::to_value(LoaderState { seed, position: pos }).unwrap_or_default(),
-                        extra: ex,
-                    };
-                    checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
-                }
-            }
-            acc.end_training();
-            let done = epoch + 1;
-            let test = if done % recipe.eval.every == 0 || done == epochs || done == stop {
-                obs.evaluating();
-                let r = evaluate(&s, recipe, &ds, opts.device)?;
-                let sum = EvalSummary::from(&r);
-                last_eval = Some(r);
-                Some(sum)
-            } else {
-                None
-            };
-            let terms = (glmc && loss_cfg.reweight, glmc && loss_cfg.uses_consistency());
-            let alpha = if terms.0 { alpha } else { 1.0 };
-            let rec = acc.record(epoch, lr, alpha, terms, b, test, scaler.as_ref().map(|sc| sc.scale()));
-            append_metrics(&out, &rec)?;
-            let state = epoch_end_state(done, step, lr, rng.state(), seed, extra(&ds, recipe, scaler.as_ref().map(|sc| sc.state())));
-            checkpoint::save(&ckpt, &s.vs, &s.opt, &state)?;
-            obs.epoch_end(&rec);
-            records.push(rec);
-            epoch = done;
-        }
+        let lr = |e: usize| schedule.lr(recipe.optim.lr, e, epochs);
+        let alpha = |e: usize| cumulative_alpha(e, epochs);
+        let extra = |ls: Option<LossScaleState>| extra(&ds, recipe, ls);
+        let lp = EpochLoop {
+            recipe,
+            ds: &ds,
+            device: opts.device,
+            precision: &prec,
+            out: &out,
+            ckpt: &ckpt,
+            epochs,
+            stop,
+            batch_size: b,
+            seed,
+            checkpoint_every: opts.checkpoint_every,
+            lr: &lr,
+            alpha: &alpha,
+            extra: &extra,
+        };
+        let end = lp.run(&mut s, &mut upd, step.as_mut(), &mut loader, trace.as_mut(), obs, start)?;
+        epoch = end.epoch;
+        records.extend(end.records);
+        last_eval = end.last_eval;
     }
     if last_eval.is_none() {
         last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
@@ -870,33 +812,4 @@ fn short(s: &str) -> &str {
     } else {
         &s[..s.len().min(12)]
     }
-}
-
-/// One GLMC step's loss on a paired batch `[2 views, 2B, C, H, W]` (uint8):
-/// view 0 gives U1 / W1, view 1 gives U2 / W2.
-#[allow(clippy::too_many_arguments)]
-fn glmc_terms(
-    s: &Setup,
-    x: &Tensor,
-    y: &Tensor,
-    b: usize,
-    rng: &mut Rng,
-    recipe: &Recipe,
-    cfg: &loss::LossConfig,
-    alpha: f64,
-    prec: &PrecisionConfig,
-) -> Result<LossTerms> {
-    let b = b as i64;
-    // Layout first (on uint8), then normalize: the element-wise ops keep
-    // channels-last strides (as bench::GlmcStepper).
-    let fmt = prec.memory_format;
-    let v0 = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-    let v1 = s.norm.apply(&fmt.apply(&x.f_select(0, 1)?)?)?;
-    let (u1, w1) = (v0.f_narrow(0, 0, b)?, v0.f_narrow(0, b, b)?);
-    let (u2, w2) = (v1.f_narrow(0, 0, b)?, v1.f_narrow(0, b, b)?);
-    let (y_u, y_w) = (y.f_narrow(0, 0, b)?, y.f_narrow(0, b, b)?);
-    let size = x.size();
-    let mix = MixParams::draw(rng, recipe.glmc.beta, size[3], size[4]);
-    let batch = GlmcBatch { u1: &u1, u2: &u2, w1: &w1, w2: &w2, y_u: &y_u, y_w: &y_w };
-    prec.forward(|| loss::glmc_loss(&s.net, &batch, &mix, &s.stats, cfg, alpha))
 }

@@ -1,6 +1,9 @@
 //! `lt-bench loader`: throughput of the loader on a shard directory, with
 //! per-stage time, CPU use and peak resident memory. Kept in the library so
-//! other front ends (the GPU bench) can run the same measurement.
+//! other front ends (the GPU bench) can run the same measurement; their
+//! command-line flags live with the binaries
+//! (`src/bin/lt-loader-bench/args.rs`), the library takes
+//! [`LoaderBenchOptions`].
 
 use crate::loader::{Loader, LoaderConfig, StageStats};
 use crate::sampler::SamplerSpec;
@@ -216,77 +219,12 @@ impl LoaderBenchReport {
     }
 }
 
-/// A pipeline named on the command line: a name (`cifar`, `imagenet`, …) or
-/// a JSON pipeline object (`{"kind":"imagenet","size":192}`).
+/// A pipeline given as text: a name (`cifar`, `imagenet`, …) or a JSON
+/// pipeline object (`{"kind":"imagenet","size":192}`).
 pub fn parse_pipeline(s: &str) -> Result<Pipeline> {
     if s.trim_start().starts_with('{') {
         serde_json::from_str(s).map_err(|e| LoaderError::Config(format!("pipeline JSON: {e}")))
     } else {
         Pipeline::by_name(s).map_err(|e| LoaderError::Config(e.to_string()))
-    }
-}
-
-/// The `loader` benchmark's command-line flags, shared by `lt-bench` and
-/// `lt-loader-bench`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct LoaderBenchArgs {
-    /// Shard directory made by lt-build.
-    #[arg(long)]
-    pub shards: PathBuf,
-    /// cifar | imagenet | randaugment | eval | eval-identity, or a JSON
-    /// pipeline object (`{"kind":"imagenet","size":192}`).
-    #[arg(long, default_value = "cifar")]
-    pub pipeline: String,
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 2)]
-    pub views: usize,
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 3)]
-    pub warmup: usize,
-    /// instance | sequential | weighted:Q | paired:Q
-    #[arg(long, default_value = "instance")]
-    pub sampler: String,
-    #[arg(long, default_value_t = 4)]
-    pub pool_size: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Keep the encoded dataset resident when it is at most this many MiB.
-    #[arg(long, default_value_t = 8192)]
-    pub memory_budget_mib: u64,
-    /// Use the test split.
-    #[arg(long)]
-    pub test_split: bool,
-    /// Skip the SHA-256 check of the shards.
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Append the JSON report to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-impl LoaderBenchArgs {
-    /// The validated options.
-    pub fn options(&self) -> Result<LoaderBenchOptions> {
-        Ok(LoaderBenchOptions {
-            shards: self.shards.clone(),
-            split: if self.test_split { lt_shards::Split::Test } else { lt_shards::Split::Train },
-            pipeline: parse_pipeline(&self.pipeline)?,
-            pipeline_name: self.pipeline.clone(),
-            threads: self.threads,
-            batch_size: self.batch_size,
-            views: self.views,
-            steps: self.steps,
-            warmup: self.warmup,
-            seed: self.seed,
-            sampler: SamplerSpec::parse(&self.sampler)?,
-            pool_size: self.pool_size,
-            source: ShardSourceOptions::default()
-                .with_memory_budget(self.memory_budget_mib << 20)
-                .with_verify(!self.no_verify),
-        })
     }
 }

@@ -6,10 +6,13 @@
 //! lt-loader-bench make-shards --images /usr/share/backgrounds -o photos/ --count 2000 --sizes 320,400,500,640
 //! ```
 
+mod args;
+
 use anyhow::Context;
+use args::LoaderBenchArgs;
 use clap::{Parser, Subcommand};
 use lt_core::rng::Rng;
-use lt_loader::bench::{run_loader_bench, LoaderBenchArgs};
+use lt_loader::bench::run_loader_bench;
 use lt_vision::augment::CropBox;
 use lt_vision::codec::{self, Decoded, Filter};
 use std::io::Write;
@@ -76,10 +79,17 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lt-loader-bench: error: {e:#}");
+            let hint = if names_overwrite(&e) { " (flag --overwrite)" } else { "" };
+            eprintln!("lt-loader-bench: error: {e:#}{hint}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether an error of `e`'s chain names lt-shards' `overwrite` setting (an
+/// existing output), the one library setting with a flag here.
+fn names_overwrite(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<lt_shards::ShardError>()).any(|s| s.settings().contains(&"overwrite"))
 }
 
 fn loader(a: LoaderBenchArgs) -> anyhow::Result<()> {

@@ -50,7 +50,7 @@ use crate::report::{self, RunInfo};
 use crate::rundir::{self, ResumeChange, RunLock, Stage};
 use crate::step::{HeadOnlyStep, Updater};
 use crate::train::{
-    self, check_dataset, convert_layout, io, metrics_before, precision_config, setup, start_run_dir, workers, Dataset, EpochRecord,
+    self, check_dataset, convert_layout, metrics_before, precision_config, setup, start_run_dir, workers, Dataset, EpochRecord,
     Observer, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
@@ -318,7 +318,6 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         counts: ds.counts.clone(),
         fingerprint: ds.fingerprint.clone(),
     };
-    let md = report::write_report(&out, &recipe, &info, &records, &last_eval)?;
     // The trainer's report describes the first stage; say what this stage did.
     let note = format!(
         "**MaxNorm fine-tuning of g_cb** from `{}` (after its epoch {}): encoder and other heads frozen, \
@@ -337,12 +336,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         ft.thresh_ratio,
         if ft.per_epoch { "epoch" } else { "iteration" },
     );
-    let md = match md.find("\n\n") {
-        Some(i) => format!("{}{note}{}", &md[..i + 2], &md[i + 2..]),
-        None => format!("{note}{md}"),
-    };
-    let p = out.join(report::REPORT_MD);
-    std::fs::write(&p, &md).map_err(io(&p))?;
+    let md = report::write_report(&out, &recipe, &info, &records, &last_eval, Some(&note))?;
     Ok(FinetuneOutcome {
         out,
         recipe,

@@ -523,14 +523,38 @@ pub struct RunInfo {
     pub fingerprint: String,
 }
 
+/// The report's headline: top-1, top-5, the groups and ECE of the last
+/// epoch and, when one was evaluated, of the best epoch, as a Markdown table.
+pub fn headline_table(eval: &EvalReport, records: &[EpochRecord]) -> String {
+    let mut md = String::from("| | top-1 | top-5 | many | medium | few | ECE |\n|---|---|---|---|---|---|---|\n");
+    let mut row = |label: String, s: &EvalSummary| {
+        let cells = [Some(s.top1), Some(s.top5), s.many, s.medium, s.few, Some(s.ece)].map(pct);
+        let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+    };
+    row("last epoch".into(), &EvalSummary::from(eval));
+    if let Some((e, b)) = best_epoch(records) {
+        row(format!("best epoch ({})", e + 1), &b);
+    }
+    md
+}
+
 /// Writes report.md, report.json and both plots into `out`; returns the
-/// Markdown.
-pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[EpochRecord], eval: &EvalReport) -> Result<String> {
+/// Markdown. `note`, a paragraph ending in a blank line, goes right under
+/// the title (fine-tuning says there what its stage did).
+pub fn write_report(
+    out: &Path,
+    recipe: &Recipe,
+    info: &RunInfo,
+    records: &[EpochRecord],
+    eval: &EvalReport,
+    note: Option<&str>,
+) -> Result<String> {
     let t = recipe.eval.groups;
     plot_per_class(&out.join(PER_CLASS_PNG), &info.counts, &eval.per_class, t)?;
     plot_curves(&out.join(CURVES_PNG), records)?;
     let mut md = String::new();
     let _ = writeln!(md, "# {} — {:?}\n", recipe.name, recipe.train.method);
+    md.push_str(note.unwrap_or_default());
     let arch = recipe.model.arch().map(|a| format!("{a:?}")).unwrap_or_default();
     let _ = writeln!(
         md,
@@ -553,31 +577,7 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
         recipe.train.seed,
         info.device,
     );
-    let _ = writeln!(md, "| | top-1 | top-5 | many | medium | few | ECE |\n|---|---|---|---|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| last epoch | {} | {} | {} | {} | {} | {} |",
-        pct(Some(eval.top1)),
-        pct(Some(eval.top5)),
-        pct(eval.many),
-        pct(eval.medium),
-        pct(eval.few),
-        pct(Some(eval.ece))
-    );
-    let best = best_epoch(records);
-    if let Some((e, b)) = best {
-        let _ = writeln!(
-            md,
-            "| best epoch ({}) | {} | {} | {} | {} | {} | {} |",
-            e + 1,
-            pct(Some(b.top1)),
-            pct(Some(b.top5)),
-            pct(b.many),
-            pct(b.medium),
-            pct(b.few),
-            pct(Some(b.ece))
-        );
-    }
+    md.push_str(&headline_table(eval, records));
     let _ = writeln!(
         md,
         "\n*last epoch* is the model this run ends with (and its checkpoint); *best epoch* is the evaluated epoch \
@@ -648,7 +648,7 @@ pub fn write_report(out: &Path, recipe: &Recipe, info: &RunInfo, records: &[Epoc
     let body = serde_json::json!({
         "info": info,
         "final": eval,
-        "best": best.map(|(e, b)| serde_json::json!({ "epoch": e, "test": b })),
+        "best": best_epoch(records).map(|(e, b)| serde_json::json!({ "epoch": e, "test": b })),
     });
     std::fs::write(&j, serde_json::to_vec_pretty(&body).map_err(|source| GlmcError::Json { path: j.clone(), source })?)
         .map_err(|source| GlmcError::Io { path: j.clone(), source })?;

@@ -38,6 +38,21 @@ fn read_trace(dir: &Path) -> Vec<TracedStep> {
         .collect()
 }
 
+/// Trains `recipe` on `shards` into `out`, tracing into `trace`.
+fn traced_run(shards: &Path, out: &Path, trace: &Path, recipe: lt_glmc::recipe::Recipe) {
+    let opts = TrainOptions {
+        shards: shards.into(),
+        out: out.into(),
+        recipe,
+        device: Device::Cpu,
+        resume: false,
+        stop_after: None,
+        checkpoint_every: None,
+        trace: Some(trace.into()),
+    };
+    train::train(&opts, &mut Quiet).unwrap();
+}
+
 #[test]
 fn the_benchmarked_step_is_the_trainers_step() {
     let _g = torch_lock();
@@ -45,17 +60,7 @@ fn the_benchmarked_step_is_the_trainers_step() {
     let (shards, out, trace) = (tmp.path().join("shards"), tmp.path().join("run"), tmp.path().join("trace"));
     write_synth(&shards, &COUNTS, 4, 16, 3, 5);
     let recipe = tiny_recipe(1);
-    let opts = TrainOptions {
-        shards: shards.clone(),
-        out: out.clone(),
-        recipe: recipe.clone(),
-        device: Device::Cpu,
-        resume: false,
-        stop_after: None,
-        checkpoint_every: None,
-        trace: Some(trace.clone()),
-    };
-    train::train(&opts, &mut Quiet).unwrap();
+    traced_run(&shards, &out, &trace, recipe.clone());
     let steps = read_trace(&trace);
     assert_eq!(steps.len(), COUNTS.iter().sum::<usize>() / recipe.train.batch_size, "one traced line per step");
 
@@ -108,17 +113,7 @@ fn the_authors_loop_replays_a_traced_epoch() {
     {
         let _g = torch_lock();
         write_synth(&shards, &COUNTS, 4, 16, 3, 6);
-        let opts = TrainOptions {
-            shards: shards.clone(),
-            out,
-            recipe: tiny_recipe(1),
-            device: Device::Cpu,
-            resume: false,
-            stop_after: None,
-            checkpoint_every: None,
-            trace: Some(trace.clone()),
-        };
-        train::train(&opts, &mut Quiet).unwrap();
+        traced_run(&shards, &out, &trace, tiny_recipe(1));
     }
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/glmc_harness.py");
     // tiny_recipe: width 4, batch 8, lr 0.05, wd 5e-4, q 0, p 1.2, κ 1.

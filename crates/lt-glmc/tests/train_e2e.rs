@@ -57,7 +57,7 @@ fn smoke_one_epoch_loss_falls_and_outputs_exist() {
         counts: ds.counts.clone(),
         fingerprint: ds.fingerprint.clone(),
     };
-    let md = report::write_report(&out, &tiny_recipe(1), &info, &outcome.records, eval).unwrap();
+    let md = report::write_report(&out, &tiny_recipe(1), &info, &outcome.records, eval, None).unwrap();
     assert!(md.contains("| top-1 | top-5 | many | medium | few | ECE |"), "{md}");
     for f in ["metrics.jsonl", "recipe.toml", "report.md", "report.json", "per_class.png", "curves.png"] {
         assert!(out.join(f).is_file(), "{f} missing");

@@ -344,11 +344,8 @@ fn run(args: Args) -> Result<()> {
         counts: ds.counts.clone(),
         fingerprint: ds.fingerprint.clone(),
     };
-    let md = report::write_report(&out, &recipe, &info, &outcome.records, eval)?;
-    // The headline table (first table of the report).
-    for l in md.lines().skip_while(|l| !l.contains("| top-1 |")).take_while(|l| l.starts_with('|')) {
-        println!("{l}");
-    }
+    report::write_report(&out, &recipe, &info, &outcome.records, eval, None)?;
+    print!("{}", report::headline_table(eval, &outcome.records));
     if !outcome.finished {
         println!("stopped after epoch {} of {}; continue with: lt-train {} --resume {}", outcome.epochs_done, recipe.train.epochs, shards.display(), out.display());
     }
@@ -423,9 +420,7 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     eprintln!("lt-train finetune: {} → {} ({device:?})", args.run_dir.display(), out.display());
     let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: 0 };
     let outcome = finetune::finetune(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR)))?;
-    for l in outcome.report.lines().skip_while(|l| !l.contains("| top-1 |")).take_while(|l| l.starts_with('|')) {
-        println!("{l}");
-    }
+    print!("{}", report::headline_table(&outcome.last_eval, &outcome.records));
     if !outcome.finished {
         println!(
             "stopped after fine-tuning epoch {} of {}; continue with: lt-train finetune {} --resume{}",

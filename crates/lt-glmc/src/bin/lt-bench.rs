@@ -20,10 +20,16 @@ use lt_glmc::amp::{LossScaleConfig, MemoryFormat, Precision, PrecisionConfig};
 use lt_glmc::bench::{parse_model, run_e2e_bench, run_gpu_bench, E2eOptions, GpuBenchOptions, StepOptions};
 use lt_glmc::model::Arch;
 use lt_glmc::train::parse_device;
-use lt_loader::bench::{run_loader_bench, LoaderBenchArgs};
+use lt_loader::bench::run_loader_bench;
 use lt_loader::source::ShardSourceOptions;
 use lt_vision::augment::Pipeline;
 use serde::Serialize;
+
+/// The `loader` subcommand's flags: lt-loader-bench's, shared as source so
+/// that clap stays out of the lt-loader library.
+#[path = "../../../lt-loader/src/bin/lt-loader-bench/args.rs"]
+mod loader_args;
+use loader_args::LoaderBenchArgs;
 
 #[derive(Parser)]
 #[command(name = "lt-bench", version, about = "lt-glmc benchmarks: GLMC step on the device, loader, end to end")]

@@ -14,8 +14,15 @@
 //! - [`optim`]: SGD with momentum and weight decay (buffers saved), cosine and
 //!   warm-up + cosine schedules;
 //! - [`maxnorm`]: MaxNorm projection for classifier fine-tuning;
+//! - [`step`]: one training step for every runner: a method's [`step::Step`]
+//!   (GLMC and its ablations, cross-entropy, the head-only fine-tune) and
+//!   the shared [`step::Updater`] (non-finite check, backward, SGD or its
+//!   loss-scaled fp16 form); an internal epoch loop runs it for lt-train and
+//!   fine-tuning, `lt-bench` and `examples/step_bench.rs` time it;
+//! - [`trace`]: step traces (`lt-train --trace`) for exact replays;
 //! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
-//!   re-trained with class-balanced sampling and MaxNorm, encoder frozen;
+//!   re-trained with the weight-balancing reference's class-balanced loss and
+//!   MaxNorm, encoder frozen;
 //! - [`metrics`]: top-1/5, per-class, many/medium/few, ECE;
 //! - [`recipe`]: TOML training recipes (`pipelines/*.toml`);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
@@ -33,24 +40,28 @@
 //! for Long-tailed Visual Recognitions", CVPR 2023
 //! ([arXiv:2305.08661](https://arxiv.org/abs/2305.08661)).
 //!
+//! One GLMC step, as lt-train runs it:
+//!
 //! ```no_run
-//! use lt_glmc::{loss, mix, model, optim};
+//! use lt_glmc::{amp, loss, mix, model, optim, step};
 //! use lt_glmc::tch::{nn::VarStore, Device, Kind, Tensor};
 //! # fn main() -> lt_glmc::Result<()> {
 //! let vs = VarStore::new(Device::Cpu);
 //! let net = model::GlmcNet::try_new(&vs.root(), model::ModelConfig::new(model::Arch::ResNet32 { width: 16 }, 10))?;
 //! let counts = vec![5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50];
 //! let stats = loss::ClassStats::try_new(&counts, 1.2, Device::Cpu, Kind::Float)?;
+//! let norm = mix::Normalizer::try_new(&[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26], Device::Cpu, Kind::Float)?;
+//! let precision = amp::PrecisionConfig::default();
 //! let mut opt = optim::Sgd::new(&vs, optim::SgdConfig { lr: 0.01, momentum: 0.9, weight_decay: 5e-3 });
-//! let mut rng = lt_core::rng::Rng::new(0);
-//! let (x, y) = (Tensor::randn([8, 3, 32, 32], (Kind::Float, Device::Cpu)), Tensor::zeros([8], (Kind::Int64, Device::Cpu)));
-//! let batch = loss::GlmcBatch { u1: &x, u2: &x, w1: &x, w2: &x, y_u: &y, y_w: &y };
-//! let mix = mix::MixParams::draw(&mut rng, 1.0, 32, 32);
+//! let mut glmc = step::GlmcStep::new(loss::LossConfig::default(), 1.0, step::GlmcStep::rng_for_seed(0));
+//! let mut update = step::Updater::new(vs.trainable_variables(), None);
+//! // A loader batch: uint8 [2 views, 2B slots (B instance- then B class-sampled), C, H, W].
+//! let x = Tensor::randint(256, [2, 16, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+//! let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
 //! let alpha = lt_core::weights::cumulative_alpha(0, 200);
-//! let terms = loss::glmc_loss(&net, &batch, &mix, &stats, &loss::LossConfig::default(), alpha)?;
-//! opt.zero_grad()?;
-//! terms.total.backward();
-//! opt.step()?;
+//! let m = step::StepModel { net: &net, stats: &stats, norm: &norm, precision: &precision };
+//! let out = update.apply(&mut opt, &mut glmc, &m, &x, &y, alpha, (0, 0))?;
+//! println!("loss {} (L_sup {}, L_rb {:?}, L_con {:?})", out.values.total, out.values.sup, out.values.rb, out.values.con);
 //! # Ok(()) }
 //! ```
 

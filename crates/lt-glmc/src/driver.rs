@@ -99,7 +99,7 @@ impl EpochLoop<'_> {
                 let m = StepModel { net: &s.net, stats: &s.stats, norm: &s.norm, precision: self.precision };
                 let o = upd.apply(&mut s.opt, step, &m, &x, &y, alpha, (global, epoch))?;
                 if let Some(t) = trace.as_deref_mut() {
-                    t.record(epoch, i, lr, o.values.alpha, &x, &y, o.mix.as_ref(), &o.values)?;
+                    t.record(epoch, i, lr, &x, &y, o.mix.as_ref(), &o.values)?;
                 }
                 let images = step.images(batch.slots());
                 drop(batch); // the device copy and the step are done: recycle the buffer

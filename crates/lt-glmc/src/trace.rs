@@ -26,6 +26,7 @@ use serde::Serialize;
 use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::error::{GlmcError, Result};
+use crate::train::io;
 use crate::loss::LossValues;
 use crate::mix::MixParams;
 
@@ -46,7 +47,8 @@ struct StepLine<'a> {
 
 /// An open trace directory.
 pub struct Trace {
-    dir: PathBuf,
+    steps_path: PathBuf,
+    pixels_path: PathBuf,
     steps: BufWriter<File>,
     pixels: BufWriter<File>,
     offset: u64,
@@ -54,12 +56,8 @@ pub struct Trace {
 
 impl std::fmt::Debug for Trace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trace").field("dir", &self.dir).field("offset", &self.offset).finish()
+        f.debug_struct("Trace").field("steps", &self.steps_path).field("offset", &self.offset).finish()
     }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
-    move |e| GlmcError::Io { path: path.to_path_buf(), source: e }
 }
 
 impl Trace {
@@ -77,7 +75,7 @@ impl Trace {
         let steps = BufWriter::new(open(&steps_path)?);
         let pixels_path = dir.join("pixels.bin");
         let pixels = BufWriter::new(open(&pixels_path)?);
-        Ok(Trace { dir: dir.to_path_buf(), steps, pixels, offset: 0 })
+        Ok(Trace { steps_path, pixels_path, steps, pixels, offset: 0 })
     }
 
     /// Appends one step: its uint8 batch `x` (any device), labels `y`, the
@@ -88,7 +86,6 @@ impl Trace {
         epoch: usize,
         step: usize,
         lr: f64,
-        alpha: f64,
         x: &Tensor,
         y: &Tensor,
         mix: Option<&MixParams>,
@@ -100,21 +97,16 @@ impl Trace {
         let mut bytes = vec![0u8; n];
         x.f_copy_data_u8(&mut bytes, n)?;
         let labels = Vec::<i64>::try_from(&y.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?;
-        let line = StepLine { epoch, step, lr, alpha, shape: &shape, labels, offset: self.offset, mix, loss };
-        let pixels_path = self.dir.join("pixels.bin");
-        self.pixels.write_all(&bytes).map_err(io(&pixels_path))?;
+        let line = StepLine { epoch, step, lr, alpha: loss.alpha, shape: &shape, labels, offset: self.offset, mix, loss };
+        self.pixels.write_all(&bytes).map_err(io(&self.pixels_path))?;
         self.offset += n as u64;
-        let steps_path = self.dir.join("steps.jsonl");
-        let text = serde_json::to_string(&line).map_err(|e| GlmcError::invalid("trace", e.to_string()))?;
-        writeln!(self.steps, "{text}").map_err(io(&steps_path))?;
-        Ok(())
+        let text = serde_json::to_string(&line).map_err(|source| GlmcError::Json { path: self.steps_path.clone(), source })?;
+        writeln!(self.steps, "{text}").map_err(io(&self.steps_path))
     }
 
     /// Flushes both files (also done on drop, without an error report).
     pub fn flush(&mut self) -> Result<()> {
-        let p = self.dir.join("pixels.bin");
-        self.pixels.flush().map_err(io(&p))?;
-        let s = self.dir.join("steps.jsonl");
-        self.steps.flush().map_err(io(&s))
+        self.pixels.flush().map_err(io(&self.pixels_path))?;
+        self.steps.flush().map_err(io(&self.steps_path))
     }
 }

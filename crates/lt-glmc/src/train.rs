@@ -665,7 +665,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
 
     let mut s = setup(recipe, &ds, opts.device)?;
     let seed = recipe.train.seed;
-    let mut upd_scaler = prec.loss_scaler();
+    let mut scaler = prec.loss_scaler();
     let mut rng = GlmcStep::rng_for_seed(seed);
     let mut start = LoopStart::default();
     let mut records = Vec::new();
@@ -689,7 +689,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             start.step_in_epoch = state.step_in_epoch as usize;
             start.sums = Some(a);
         }
-        if let Some(sc) = &mut upd_scaler {
+        if let Some(sc) = &mut scaler {
             let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
             let st: LossScaleState = serde_json::from_value(v)
                 .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
@@ -712,7 +712,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     // Channels-last: once, after the initialisation or the checkpoint load
     // and before the first step.
     convert_layout(&mut s, prec.memory_format)?;
-    let mut upd = Updater::new(s.vs.trainable_variables(), upd_scaler);
+    let mut upd = Updater::new(s.vs.trainable_variables(), scaler);
     let mut trace = match &opts.trace {
         Some(_) if opts.resume => {
             return Err(GlmcError::invalid("trace", "a trace starts with the initial weights: trace a fresh run, not --resume"))
@@ -754,7 +754,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         let schedule = recipe.optim.schedule();
         let lr = |e: usize| schedule.lr(recipe.optim.lr, e, epochs);
         let alpha = |e: usize| cumulative_alpha(e, epochs);
-        let extra = |ls: Option<LossScaleState>| extra(&ds, recipe, ls);
+        let checkpoint_extra = |ls: Option<LossScaleState>| extra(&ds, recipe, ls);
         let lp = EpochLoop {
             recipe,
             ds: &ds,
@@ -769,7 +769,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             checkpoint_every: opts.checkpoint_every,
             lr: &lr,
             alpha: &alpha,
-            extra: &extra,
+            extra: &checkpoint_extra,
         };
         let end = lp.run(&mut s, &mut upd, step.as_mut(), &mut loader, trace.as_mut(), obs, start)?;
         epoch = end.epoch;

@@ -6,8 +6,7 @@ use crate::{BuildError, Result};
 use lt_core::groups::GroupThresholds;
 use lt_core::profile::{self, Clamped, Profile, Selection};
 use lt_core::rng::Rng;
-use lt_shards::{AtomicDir, Manifest, Row, SplitWriter, WriterOptions};
-use lt_shards::Split;
+use lt_shards::{AtomicDir, Manifest, ProfileInfo, Row, SkippedImage, SourceInfo, Split, SplitWriter, WriterOptions};
 use lt_vision::codec::{self, Decoded, Filter, Format};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -312,7 +311,7 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
             selected[s].retain(|i| !bad_set.contains(i));
             for (i, path, error) in bad {
                 tracing::warn!("skipping corrupt image {path} ({} split, source index {i}): {error}", split.as_str());
-                skipped.push(serde_json::json!({"split": split.as_str(), "source_index": i, "path": path, "error": error}));
+                skipped.push(SkippedImage { split, source_index: i, path, error });
             }
         }
     }
@@ -375,21 +374,12 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
     }
 
     let (mean, std) = stats.mean_std(channels);
-    let profile_json = serde_json::json!({
-        "spec": serde_json::to_value(&prof).expect("profile serialises"),
-        "n_max": opts.max_per_class,
-        "class_order": order,
-        "targets": targets,
-    });
     let manifest = builder
         .command_line(opts.command_line.clone())
-        .source(serde_json::json!({"kind": source.kind(), "location": source.location()}))
-        .profile(profile_json)
+        .source(SourceInfo::new(source.kind(), source.location()))
+        .profile(ProfileInfo { class_order: order, n_max: opts.max_per_class, spec: prof, targets })
         .seed(opts.seed)
-        .selection(match opts.selection {
-            Selection::Glmc => "glmc",
-            Selection::Ldam => "ldam",
-        })
+        .selection(opts.selection)
         .clamped(clamped)
         .skipped(skipped)
         .channels(channels, mean, std)

@@ -4,6 +4,7 @@
 //! manifest).
 
 use crate::Result;
+use lt_core::profile::Selection;
 use lt_shards::{Manifest, ShardSet, Split};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,7 +22,7 @@ pub fn verify(dir: &Path) -> Result<Verification> {
     for split in Split::ALL {
         let set = ShardSet::open(dir, split)?;
         let m = set.manifest();
-        for (s, info) in m.splits[split.as_str()].shards.iter().enumerate() {
+        for (s, info) in m.splits[&split].shards.iter().enumerate() {
             let path = set.shard_path(s);
             match lt_shards::sha256_file(&path) {
                 Ok(sum) if sum == info.checksum => v.shards_ok += 1,
@@ -47,20 +48,22 @@ pub fn verify(dir: &Path) -> Result<Verification> {
 pub fn report(dir: &Path, all_classes: bool, check: bool) -> Result<(String, Verification)> {
     let m = Manifest::load(dir)?;
     let mut o = String::new();
-    let src = &m.source;
+    let (kind, location) = m.source.as_ref().map_or(("?", "?"), |s| (s.kind.as_str(), s.location.as_str()));
+    let selection = match m.selection {
+        Some(Selection::Glmc) => "glmc",
+        Some(Selection::Ldam) => "ldam",
+        None => "none",
+    };
     let _ = writeln!(
         o,
-        "{}: {} classes, source {} ({}), seed {}, selection {}",
+        "{}: {} classes, source {kind} ({location}), seed {}, selection {selection}",
         dir.display(),
         m.classes.len(),
-        src["kind"].as_str().unwrap_or("?"),
-        src["location"].as_str().unwrap_or("?"),
         m.seed,
-        m.selection
     );
-    let _ = writeln!(o, "profile: {}", m.profile["spec"]);
+    let _ = writeln!(o, "profile: {}", m.profile.as_ref().map_or("null".into(), |p| p.spec_json()));
     for split in Split::ALL {
-        if let Some(s) = m.splits.get(split.as_str()) {
+        if let Some(s) = m.splits.get(&split) {
             let bytes: u64 = s.shards.iter().map(|x| x.bytes).sum();
             let _ = writeln!(o, "{:5}: {:>8} images in {} shard(s), {:.1} MiB", split.as_str(), s.rows, s.shards.len(), bytes as f64 / (1 << 20) as f64);
         }

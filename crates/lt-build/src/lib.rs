@@ -10,7 +10,7 @@
 //! let mut src = sources::open("cifar10", Some("data/cifar-10-batches-py".as_ref()), &Default::default())?;
 //! let opts = BuildOptions { imbalance: Some(100.0), ..Default::default() };
 //! let report = build(src.as_mut(), "c10-lt".as_ref(), &opts, &NoProgress)?;
-//! assert_eq!(report.manifest.splits["train"].rows, 12_406);
+//! assert_eq!(report.manifest.splits[&lt_shards::Split::Train].rows, 12_406);
 //! # Ok::<(), lt_build::BuildError>(())
 //! ```
 //!

@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lt_build::sources::{self, synth::SynthOptions, SourceOptions};
 use lt_build::{BuildError, BuildOptions, ClassOrder, Progress, ProfileKind};
 use lt_core::groups::GroupThresholds;
-use lt_shards::WriterOptions;
+use lt_shards::{Split, WriterOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -348,8 +348,8 @@ fn run() -> anyhow::Result<ExitCode> {
     eprintln!(
         "wrote {} ({} train + {} test images, {} classes) in {:.1}s, {:.0} images/s",
         report.path.display(),
-        m.splits["train"].rows,
-        m.splits["test"].rows,
+        m.splits[&Split::Train].rows,
+        m.splits[&Split::Test].rows,
         m.classes.len(),
         secs,
         total as f64 / secs.max(1e-9)

@@ -1,6 +1,7 @@
 //! The `lt-build` binary: the README's commands, inspect, interrupted builds,
 //! real Fashion-MNIST and interop with pyarrow / DuckDB / HF datasets.
 use lt_build::fixtures;
+use lt_shards::Split;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -31,7 +32,7 @@ fn readme_example_if256_on_a_class_per_folder_tree() {
     let m = lt_shards::Manifest::load(&out).unwrap();
     // floor(256 · 256^(−c/2)) = 256, 16, 1
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [256, 16, 1]);
-    assert_eq!(m.source["kind"], "folder");
+    assert_eq!(m.source.unwrap().kind, "folder");
     assert!(m.command_line.iter().any(|a| a == "256"));
 
     let o = lt_inspect(&out);
@@ -119,7 +120,7 @@ fn fashion_mnist_lt_if100_from_the_debian_package() {
     let m = lt_shards::Manifest::load(&out).unwrap();
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]);
     assert!(m.classes.iter().all(|c| c.test == 1000), "balanced 10,000-image test split");
-    assert_eq!(m.splits["test"].rows, 10_000);
+    assert_eq!(m.splits[&Split::Test].rows, 10_000);
     assert_eq!(m.classes[9].name, "Ankle boot");
     // Every stored pixel equals the IDX source.
     let (_, px) = lt_build::sources::idx::read_idx(&src.join("train-images-idx3-ubyte.gz")).unwrap();
@@ -250,13 +251,13 @@ fn recipe_build_section_supplies_defaults_and_flags_override_it() {
     let m = lt_shards::Manifest::load(&out).unwrap();
     // The recipe says source idx, exponential, IF 100.
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(10, 100, 100.0).unwrap());
-    assert_eq!(m.source["kind"], "idx");
+    assert_eq!(m.source.unwrap().kind, "idx");
     let out = tmp.path().join("b");
     let o = lt_build(&["--recipe", s(&recipe), s(&src), "--if", "10", "--selection", "ldam", "-o", s(&out)]);
     assert!(o.status.success(), "{}", text(&o));
     let m = lt_shards::Manifest::load(&out).unwrap();
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(10, 100, 10.0).unwrap());
-    assert_eq!(m.selection, "ldam");
+    assert_eq!(m.selection, Some(lt_core::profile::Selection::Ldam));
 }
 
 // ---- Red-team defects (issue 10): every bad input is exit 2 (inspect: 1
@@ -277,7 +278,7 @@ fn assert_refused(args: &[&str], needle: &str) -> String {
 /// global row `at`, keeping the manifest's checksums right so that only the
 /// labels are wrong.
 fn plant_label(out: &Path, at: usize, bad: i64) {
-    use lt_shards::{Manifest, ShardSet, Split, SplitWriter, WriterOptions};
+    use lt_shards::{Manifest, ShardSet, SplitWriter, WriterOptions};
     let mut m = Manifest::load(out).unwrap();
     let mut rows = ShardSet::open(out, Split::Train).unwrap().read_all().unwrap();
     rows[at].label = bad;
@@ -285,7 +286,7 @@ fn plant_label(out: &Path, at: usize, bad: i64) {
     let names = m.class_names();
     let mut w = SplitWriter::try_new(out, Split::Train, &names, &m.class_counts(Split::Train), WriterOptions::default().with_row_group_rows(8)).unwrap();
     w.write_rows(rows).unwrap();
-    m.splits.get_mut("train").unwrap().shards = w.finish().unwrap();
+    m.splits.get_mut(&Split::Train).unwrap().shards = w.finish().unwrap();
     m.save(out).unwrap();
 }
 
@@ -391,10 +392,10 @@ fn truncated_jpegs_and_pngs_are_corrupt_and_skipped_with_skip_corrupt() {
     let o = lt_build(&["folder", s(&root), "-o", s(&out), "--skip-corrupt"]);
     assert!(o.status.success(), "{}", text(&o));
     let m = lt_shards::Manifest::load(&out).unwrap();
-    let mut skipped: Vec<&str> = m.skipped.iter().map(|v| v["path"].as_str().unwrap()).collect();
+    let mut skipped: Vec<&str> = m.skipped.iter().map(|v| v.path.as_str()).collect();
     skipped.sort();
     assert_eq!(skipped, ["a/1.jpg", "b/2.jpg", "b/9.png"], "{:?}", m.skipped);
-    assert!(m.skipped.iter().all(|v| v["error"].as_str().unwrap().contains("truncated")), "{:?}", m.skipped);
+    assert!(m.skipped.iter().all(|v| v.error.contains("truncated")), "{:?}", m.skipped);
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), [3, 3]);
     // Every stored image decodes strictly.
     for r in lt_shards::ShardSet::open(&out, lt_shards::Split::Train).unwrap().read_all().unwrap() {

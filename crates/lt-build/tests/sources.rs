@@ -43,8 +43,8 @@ fn cifar10_python_if100_exact_counts_for_both_selections() {
         let out = tmp.path().join(format!("out-{sel:?}"));
         let r = run("cifar10", tmp.path(), &out, &BuildOptions { selection: sel, ..opts(Some(100.0)) });
         assert_eq!(train_counts(&out), C10_IF100);
-        assert_eq!(r.manifest.splits["train"].rows, 12_406);
-        assert_eq!(r.manifest.splits["test"].rows, 30, "the test split stays whole and balanced");
+        assert_eq!(r.manifest.splits[&Split::Train].rows, 12_406);
+        assert_eq!(r.manifest.splits[&Split::Test].rows, 30, "the test split stays whole and balanced");
         assert!(r.manifest.classes.iter().all(|c| c.test == 3));
         assert_eq!(r.manifest.classes[0].name, "airplane");
         assert_eq!(r.manifest.imbalance_factor, Some(100.0));
@@ -76,7 +76,7 @@ fn cifar100_python_if100_has_10847_images() {
     assert_eq!(counts.iter().sum::<usize>(), 10_847);
     assert_eq!((counts[0], counts[99]), (500, 5));
     assert_eq!(r.manifest.classes[7].name, "fine07");
-    assert_eq!(r.manifest.splits["test"].rows, 100);
+    assert_eq!(r.manifest.splits[&Split::Test].rows, 100);
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn parquet_source_regenerates_a_split_from_a_build() {
     let lt = tmp.path().join("lt");
     let r = run("parquet", &full, &lt, &opts(Some(4.0)));
     assert_eq!(train_counts(&lt), lt_core::profile::exponential_counts(10, 40, 4.0).unwrap());
-    assert_eq!(r.manifest.splits["test"].rows, 20);
+    assert_eq!(r.manifest.splits[&Split::Test].rows, 20);
     // Images are carried over byte for byte (PNG passthrough).
     let orig: HashMap<String, Vec<u8>> = rows(&full, Split::Train).into_iter().map(|r| (r.path, r.image)).collect();
     for row in rows(&lt, Split::Train) {
@@ -323,8 +323,8 @@ fn corrupt_image_in_folder_fails_or_is_skipped_and_listed() {
     let r = build(s.as_mut(), &out, &BuildOptions { skip_corrupt: true, ..opts(None) }, &NoProgress).unwrap();
     assert_eq!(train_counts(&out), vec![5, 4]);
     assert_eq!(r.manifest.skipped.len(), 1);
-    assert_eq!(r.manifest.skipped[0]["path"], "train/b/0003.png");
-    assert!(r.manifest.skipped[0]["error"].as_str().unwrap().len() > 3);
+    assert_eq!(r.manifest.skipped[0].path, "train/b/0003.png");
+    assert!(r.manifest.skipped[0].error.len() > 3);
 }
 
 #[test]

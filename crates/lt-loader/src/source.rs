@@ -218,7 +218,7 @@ impl ShardSource {
         }
         let mut shard_starts = Vec::new();
         let mut row = 0;
-        for s in &set.manifest().splits[split.as_str()].shards {
+        for s in &set.manifest().splits[&split].shards {
             shard_starts.push((row, s.file.clone()));
             row += s.rows;
         }

@@ -65,7 +65,7 @@ fn resident_and_on_demand_sources_give_identical_batches() {
     let resident = ShardSource::open(dir.path(), Split::Train, &ShardSourceOptions::default()).unwrap();
     assert!(resident.is_resident());
     assert_eq!(resident.len(), 90);
-    assert!(resident.shard_set().manifest().splits["train"].shards.len() > 1, "want several shards");
+    assert!(resident.shard_set().manifest().splits[&Split::Train].shards.len() > 1, "want several shards");
     // A budget below the data size, and a cache of about two row groups.
     let opts = ShardSourceOptions::default().with_memory_budget(1000).with_cache_bytes(2 * 16 * 400);
     let on_demand = ShardSource::open(dir.path(), Split::Train, &opts).unwrap();
@@ -88,7 +88,7 @@ fn corrupt_shard_row_names_the_file_and_row() {
     let want_file = {
         let m = src.shard_set().manifest();
         let mut row = 0;
-        m.splits["train"].shards.iter().find(|s| {
+        m.splits[&Split::Train].shards.iter().find(|s| {
             row += s.rows;
             row > 37
         }).unwrap().file.clone()

@@ -39,7 +39,9 @@ mod schema;
 mod writer;
 
 pub use atomic::AtomicDir;
-pub use manifest::{sha256_file, ClassInfo, ImageSizeRange, Manifest, ManifestBuilder, ShardInfo, SplitInfo, FORMAT};
+pub use manifest::{
+    sha256_file, ClassInfo, ImageSizeRange, Manifest, ManifestBuilder, ProfileInfo, ShardInfo, SkippedImage, SourceInfo, SplitInfo, FORMAT,
+};
 pub use reader::{read_image_parquet, ImageColumns, ImageParquet, SelectedImage, ShardSet};
 pub use schema::{hf_features_json, shard_schema, LT_META_KEY};
 pub use writer::{SplitWriter, WriterOptions};
@@ -47,8 +49,9 @@ pub use writer::{SplitWriter, WriterOptions};
 use std::path::PathBuf;
 
 /// A train or test split. `split as usize` (0 train, 1 test) indexes
-/// per-split arrays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// per-split arrays; in JSON it is its name, `"train"` or `"test"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
     Train = 0,
     Test = 1,
@@ -62,6 +65,12 @@ impl Split {
         }
     }
     pub const ALL: [Split; 2] = [Split::Train, Split::Test];
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One stored image with its label and provenance.

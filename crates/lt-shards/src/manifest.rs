@@ -2,8 +2,8 @@
 
 use crate::{Result, ShardError, Split};
 use lt_core::groups::{GroupThresholds, Groups};
-use lt_core::profile::Clamped;
-use serde::{Deserialize, Serialize};
+use lt_core::profile::{Clamped, Profile, Selection};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -82,6 +82,116 @@ pub struct SplitInfo {
     pub shards: Vec<ShardInfo>,
 }
 
+/// Where the images of a build came from (`source` in `manifest.json`).
+///
+/// Unknown keys are ignored on load: `lt-loader-bench make-shards` wrote
+/// `paths` here before it built through lt-build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// The source kind: `cifar10`, `idx`, `folder`, `photos`, `synth`, …
+    pub kind: String,
+    /// Where it was read from: a path, or the settings of a generated
+    /// source. Empty where the writer recorded none.
+    #[serde(default)]
+    pub location: String,
+}
+
+impl SourceInfo {
+    pub fn new(kind: impl Into<String>, location: impl Into<String>) -> Self {
+        SourceInfo { kind: kind.into(), location: location.into() }
+    }
+}
+
+/// The long-tail profile of a build and what it resolved to (`profile` in
+/// `manifest.json`). Fields are in the order they are written.
+///
+/// A manifest that holds only a profile spec (`{"kind": "exponential",
+/// "imbalance": 10.0}`, as `lt-loader-bench make-shards` wrote before it
+/// built through lt-build) loads with that spec, no `n_max` or class order
+/// and no targets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProfileInfo {
+    /// Class ids from head to tail when the class order was shuffled;
+    /// `None` when class 0 is the head.
+    pub class_order: Option<Vec<usize>>,
+    /// The head-class count asked for; `None` when it was the largest class.
+    pub n_max: Option<usize>,
+    /// The profile and its parameters.
+    #[serde(serialize_with = "keys_sorted")]
+    pub spec: Profile,
+    /// Train images kept per class, in class-id order, after clamping.
+    pub targets: Vec<usize>,
+}
+
+impl ProfileInfo {
+    /// The profile `spec` as one line of JSON, e.g. `{"imbalance":100.0,"kind":"exponential"}`.
+    pub fn spec_json(&self) -> String {
+        serde_json::to_value(&self.spec).expect("a profile serialises").to_string()
+    }
+}
+
+/// Serialises through a JSON value, so the keys come out sorted (as earlier
+/// versions wrote them) and not tag first.
+fn keys_sorted<S: Serializer>(p: &Profile, s: S) -> std::result::Result<S::Ok, S::Error> {
+    serde_json::to_value(p).map_err(serde::ser::Error::custom)?.serialize(s)
+}
+
+impl<'de> Deserialize<'de> for ProfileInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            class_order: Option<Vec<usize>>,
+            n_max: Option<usize>,
+            spec: Profile,
+            targets: Vec<usize>,
+        }
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("spec").is_some() {
+            let f = Full::deserialize(v).map_err(serde::de::Error::custom)?;
+            Ok(ProfileInfo { class_order: f.class_order, n_max: f.n_max, spec: f.spec, targets: f.targets })
+        } else {
+            let spec = Profile::deserialize(v).map_err(serde::de::Error::custom)?;
+            Ok(ProfileInfo { class_order: None, n_max: None, spec, targets: Vec::new() })
+        }
+    }
+}
+
+/// An image left out as corrupt (the build's `skip_corrupt` setting).
+/// Fields are in the order they are written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedImage {
+    /// Why it was refused (the decoder's message).
+    pub error: String,
+    /// Its provenance, as the `image.path` column would have held it.
+    pub path: String,
+    /// Its index in the source split.
+    pub source_index: usize,
+    pub split: Split,
+}
+
+/// `selection`: the method's name, or `null` (`None`) where no per-class
+/// selection is recorded; `crops`, which `lt-loader-bench make-shards`
+/// wrote before it built through lt-build, loads as `None`.
+fn selection_or_legacy<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Selection>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("crops") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `splits` keyed by split name, in name order (`test`, then `train`), as
+/// earlier versions wrote them.
+fn serialize_splits<S: Serializer>(splits: &BTreeMap<Split, SplitInfo>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(in_name_order(splits).map(|(k, v)| (k.as_str(), v)))
+}
+
+/// The splits of `splits` in name order.
+fn in_name_order(splits: &BTreeMap<Split, SplitInfo>) -> impl Iterator<Item = (Split, &SplitInfo)> {
+    [Split::Test, Split::Train].into_iter().filter_map(|s| splits.get(&s).map(|i| (s, i)))
+}
+
 /// The dataset card. Everything needed to reproduce or audit the build.
 ///
 /// **Image sizes.** Each shard records the range of its stored image sizes
@@ -98,22 +208,26 @@ pub struct Manifest {
     pub tool_version: String,
     /// The full command line that produced the directory.
     pub command_line: Vec<String>,
-    /// Source kind (`cifar10`, `idx`, `folder`, …) and its path.
-    pub source: serde_json::Value,
-    /// The long-tail profile and its parameters.
-    pub profile: serde_json::Value,
+    /// Source kind (`cifar10`, `idx`, `folder`, …) and its location;
+    /// `None` (`null`) where the writer gave none.
+    pub source: Option<SourceInfo>,
+    /// The long-tail profile and what it resolved to; `None` (`null`) where
+    /// the writer gave none.
+    pub profile: Option<ProfileInfo>,
     pub seed: u64,
-    pub selection: String,
+    /// The per-class selection method; `None` (`null`) where none is
+    /// recorded.
+    #[serde(deserialize_with = "selection_or_legacy")]
+    pub selection: Option<Selection>,
     /// Observed imbalance factor of the train split (n_max / n_min);
     /// `null` when a class has no training image.
     pub imbalance_factor: Option<f64>,
     /// Classes whose profile target was lowered (the build's `clamp` setting).
     #[serde(default)]
     pub clamped: Vec<Clamped>,
-    /// Images left out as corrupt (the build's `skip_corrupt` setting):
-    /// `{split, path, error}`.
+    /// Images left out as corrupt (the build's `skip_corrupt` setting).
     #[serde(default)]
-    pub skipped: Vec<serde_json::Value>,
+    pub skipped: Vec<SkippedImage>,
     /// Channels stored per image (1 gray, 3 RGB).
     pub channels: u8,
     /// Per-channel mean and std of the train split, in [0, 1] units.
@@ -121,7 +235,9 @@ pub struct Manifest {
     pub std: Vec<f64>,
     pub classes: Vec<ClassInfo>,
     pub groups: Groups,
-    pub splits: BTreeMap<String, SplitInfo>,
+    /// Written keyed by split name (`"test"`, `"train"`).
+    #[serde(serialize_with = "serialize_splits")]
+    pub splits: BTreeMap<Split, SplitInfo>,
 }
 
 impl Manifest {
@@ -157,7 +273,7 @@ impl Manifest {
             }
         }
         for split in Split::ALL {
-            let Some(info) = self.splits.get(split.as_str()) else { continue };
+            let Some(info) = self.splits.get(&split) else { continue };
             let name = split.as_str();
             let sum: usize = info.shards.iter().map(|s| s.rows).sum();
             if sum != info.rows {
@@ -210,13 +326,21 @@ impl Manifest {
     /// empty, or when a non-empty shard does not record its range (a
     /// manifest written before the field existed).
     pub fn image_size_range(&self, split: Split) -> Option<ImageSizeRange> {
-        let info = self.splits.get(split.as_str())?;
+        let info = self.splits.get(&split)?;
         let mut out: Option<ImageSizeRange> = None;
         for s in info.shards.iter().filter(|s| s.rows > 0) {
             let r = s.image_size_range?;
             out = Some(out.map_or(r, |o| o.union(r)));
         }
         out
+    }
+
+    /// The splits in name order (`test`, then `train`), the order of
+    /// `manifest.json` and of the string-keyed map of earlier versions:
+    /// iterate this where the order must not change across versions (a
+    /// hash of the shards). `splits` itself iterates train first.
+    pub fn splits_by_name(&self) -> impl Iterator<Item = (Split, &SplitInfo)> {
+        in_name_order(&self.splits)
     }
 
     pub fn class_names(&self) -> Vec<String> {
@@ -308,12 +432,12 @@ pub struct ManifestBuilder {
     tool_version: String,
     class_names: Vec<String>,
     command_line: Vec<String>,
-    source: serde_json::Value,
-    profile: serde_json::Value,
+    source: Option<SourceInfo>,
+    profile: Option<ProfileInfo>,
     seed: u64,
-    selection: String,
+    selection: Option<Selection>,
     clamped: Vec<Clamped>,
-    skipped: Vec<serde_json::Value>,
+    skipped: Vec<SkippedImage>,
     channels: Option<(u8, Vec<f64>, Vec<f64>)>,
     thresholds: GroupThresholds,
     /// Splits in the order given (a repeat is an error at build time).
@@ -326,10 +450,10 @@ impl ManifestBuilder {
             tool_version,
             class_names,
             command_line: Vec::new(),
-            source: serde_json::Value::Null,
-            profile: serde_json::Value::Null,
+            source: None,
+            profile: None,
             seed: 0,
-            selection: "glmc".into(),
+            selection: Some(Selection::Glmc),
             clamped: Vec::new(),
             skipped: Vec::new(),
             channels: None,
@@ -344,15 +468,15 @@ impl ManifestBuilder {
         self
     }
 
-    /// Source kind and location (free-form JSON, e.g. `{"kind": "cifar10", "location": …}`).
-    pub fn source(mut self, source: serde_json::Value) -> Self {
-        self.source = source;
+    /// Source kind and location.
+    pub fn source(mut self, source: SourceInfo) -> Self {
+        self.source = Some(source);
         self
     }
 
-    /// The long-tail profile and its parameters (free-form JSON).
-    pub fn profile(mut self, profile: serde_json::Value) -> Self {
-        self.profile = profile;
+    /// The long-tail profile and what it resolved to.
+    pub fn profile(mut self, profile: ProfileInfo) -> Self {
+        self.profile = Some(profile);
         self
     }
 
@@ -361,9 +485,9 @@ impl ManifestBuilder {
         self
     }
 
-    /// The per-class selection method (`glmc`, `ldam`, …).
-    pub fn selection(mut self, selection: impl Into<String>) -> Self {
-        self.selection = selection.into();
+    /// The per-class selection method.
+    pub fn selection(mut self, selection: Selection) -> Self {
+        self.selection = Some(selection);
         self
     }
 
@@ -373,8 +497,8 @@ impl ManifestBuilder {
         self
     }
 
-    /// Images left out as corrupt: `{split, path, error}` objects.
-    pub fn skipped(mut self, skipped: Vec<serde_json::Value>) -> Self {
+    /// Images left out as corrupt.
+    pub fn skipped(mut self, skipped: Vec<SkippedImage>) -> Self {
         self.skipped = skipped;
         self
     }
@@ -445,7 +569,7 @@ impl ManifestBuilder {
                 let msg = format!("the shards hold {rows} rows but the class counts add to {want}");
                 return Err(FieldError::new(format!("splits.{name}.rows"), msg).into());
             }
-            splits.insert(name.to_string(), SplitInfo { rows, shards: shards.clone() });
+            splits.insert(split, SplitInfo { rows, shards: shards.clone() });
             counts[split as usize] = c.clone();
         }
         let [train, test] = counts;
@@ -533,20 +657,20 @@ mod tests {
 
     #[test]
     fn builder_derives_classes_groups_imbalance_and_rows() {
-        let m = builder().command_line(vec!["x".into()]).seed(9).selection("ldam").build().unwrap();
+        let m = builder().command_line(vec!["x".into()]).seed(9).selection(Selection::Ldam).build().unwrap();
         assert_eq!(m.format, FORMAT);
         assert_eq!(m.tool_version, "test 1.0");
-        assert_eq!((m.seed, m.selection.as_str(), m.command_line.as_slice()), (9, "ldam", &["x".to_string()][..]));
+        assert_eq!((m.seed, m.selection, m.command_line.as_slice()), (9, Some(Selection::Ldam), &["x".to_string()][..]));
         assert_eq!(m.classes[2], ClassInfo { id: 2, name: "c".into(), train: 5, test: 2 });
         assert_eq!(m.class_counts(Split::Train), [150, 30, 5]);
-        assert_eq!((m.splits["train"].rows, m.splits["test"].rows), (185, 6));
-        assert_eq!(m.splits["train"].shards.len(), 2);
+        assert_eq!((m.splits[&Split::Train].rows, m.splits[&Split::Test].rows), (185, 6));
+        assert_eq!(m.splits[&Split::Train].shards.len(), 2);
         assert_eq!(m.imbalance_factor, Some(30.0));
         assert_eq!((m.groups.many.as_slice(), m.groups.medium.as_slice(), m.groups.few.as_slice()), (&[0][..], &[1][..], &[2][..]));
         assert_eq!(m.groups.thresholds, Some(GroupThresholds::default()));
         // Defaults of the fields not set.
         let d = builder().build().unwrap();
-        assert_eq!((d.source.clone(), d.profile.clone(), d.seed, d.selection.as_str()), (serde_json::Value::Null, serde_json::Value::Null, 0, "glmc"));
+        assert_eq!((d.source.clone(), d.profile.clone(), d.seed, d.selection), (None, None, 0, Some(Selection::Glmc)));
         assert!(d.command_line.is_empty() && d.clamped.is_empty() && d.skipped.is_empty());
         // Other thresholds; a class without training images has no imbalance factor.
         let t = GroupThresholds::try_new(10, 5).unwrap();
@@ -565,10 +689,10 @@ mod tests {
     #[test]
     fn builder_manifest_round_trips_through_json_and_loads() {
         let m = builder()
-            .source(serde_json::json!({"kind": "test"}))
-            .profile(serde_json::json!({"kind": "as-is"}))
+            .source(SourceInfo::new("test", ""))
+            .profile(ProfileInfo { class_order: None, n_max: None, spec: Profile::AsIs, targets: vec![150, 30, 5] })
             .clamped(vec![Clamped { class: 1, wanted: 40, kept: 30 }])
-            .skipped(vec![serde_json::json!({"split": "train", "path": "x.png", "error": "truncated"})])
+            .skipped(vec![SkippedImage { split: Split::Train, source_index: 3, path: "x.png".into(), error: "truncated".into() }])
             .build()
             .unwrap();
         let text = serde_json::to_string_pretty(&m).unwrap();
@@ -576,6 +700,61 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         m.save(dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+    }
+
+    /// The typed `source`, `profile`, `skipped`, `selection` and `splits`
+    /// write the JSON earlier versions wrote (keys in name order), and read
+    /// what `lt-loader-bench make-shards` wrote before it built through lt-build.
+    #[test]
+    fn typed_fields_keep_the_json_of_earlier_versions() {
+        let m = builder()
+            .source(SourceInfo::new("folder", "/data/imgs"))
+            .profile(ProfileInfo {
+                class_order: Some(vec![2, 0, 1]),
+                n_max: Some(150),
+                spec: Profile::Step { imbalance: 30.0, mu: 0.5 },
+                targets: vec![150, 30, 5],
+            })
+            .skipped(vec![SkippedImage { split: Split::Train, source_index: 3, path: "a/3.png".into(), error: "truncated".into() }])
+            .build()
+            .unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["source"], serde_json::json!({"kind": "folder", "location": "/data/imgs"}));
+        let want = serde_json::json!({"class_order": [2, 0, 1], "n_max": 150, "spec": {"imbalance": 30.0, "kind": "step", "mu": 0.5}, "targets": [150, 30, 5]});
+        assert_eq!(v["profile"], want);
+        assert_eq!(v["skipped"], serde_json::json!([{"error": "truncated", "path": "a/3.png", "source_index": 3, "split": "train"}]));
+        assert_eq!(v["selection"], "glmc");
+        let text = serde_json::to_string_pretty(&m).unwrap();
+        // Keys in name order, as serde_json::Value wrote them.
+        let at = |k: &str| text.find(k).unwrap();
+        assert!(at("\"class_order\"") < at("\"n_max\"") && at("\"n_max\"") < at("\"spec\"") && at("\"spec\"") < at("\"targets\""));
+        assert!(at("\"imbalance\": 30.0") < at("\"kind\": \"step\""));
+        assert!(at("\"test\": {") < at("\"train\": {"));
+        assert_eq!(m.splits_by_name().map(|(s, _)| s).collect::<Vec<_>>(), [Split::Test, Split::Train]);
+
+        // make-shards' manifests: a bare profile spec, `paths`, selection `crops`.
+        let mut old = v.clone();
+        old["source"] = serde_json::json!({"kind": "photos (lt-loader-bench make-shards)", "paths": ["/usr/share/backgrounds"]});
+        old["profile"] = serde_json::json!({"kind": "exponential", "imbalance": 10.0});
+        old["selection"] = serde_json::json!("crops");
+        let o: Manifest = serde_json::from_value(old).unwrap();
+        assert_eq!(o.source, Some(SourceInfo::new("photos (lt-loader-bench make-shards)", "")));
+        let p = o.profile.unwrap();
+        assert_eq!((p.spec, p.n_max, p.class_order, p.targets.len()), (Profile::Exponential { imbalance: 10.0 }, None, None, 0));
+        assert_eq!(o.selection, None);
+        // Null source and profile (the builder's defaults) load as None.
+        let mut null = v.clone();
+        null["source"] = serde_json::Value::Null;
+        null["profile"] = serde_json::Value::Null;
+        let n: Manifest = serde_json::from_value(null).unwrap();
+        assert_eq!((n.source, n.profile), (None, None));
+        // An unknown selection or split is an error.
+        let mut bad = v.clone();
+        bad["selection"] = serde_json::json!("random");
+        assert!(serde_json::from_value::<Manifest>(bad).unwrap_err().to_string().contains("random"));
+        let mut bad = v;
+        bad["splits"]["val"] = bad["splits"]["test"].clone();
+        assert!(serde_json::from_value::<Manifest>(bad).is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl ShardSet {
     /// Opens one split of the dataset in `dir` (reads and validates the manifest).
     pub fn open(dir: &Path, split: Split) -> Result<ShardSet> {
         let manifest = Manifest::load(dir)?;
-        let info = manifest.splits.get(split.as_str()).cloned().ok_or_else(|| ShardError::Manifest {
+        let info = manifest.splits.get(&split).cloned().ok_or_else(|| ShardError::Manifest {
             path: Manifest::path(dir),
             msg: format!("no {} split", split.as_str()),
         })?;
@@ -83,7 +83,7 @@ impl ShardSet {
     }
 
     fn shards(&self) -> &[crate::ShardInfo] {
-        &self.manifest.splits[self.split.as_str()].shards
+        &self.manifest.splits[&self.split].shards
     }
 
     /// Path of shard `s`.

@@ -25,8 +25,8 @@ fn build(dir: &Path, train: &[Row], opts: WriterOptions) -> Manifest {
     let test_shards = w.finish().unwrap();
     let m = Manifest::builder("test", &names)
         .command_line(vec!["test".into()])
-        .source(serde_json::json!({"kind": "test"}))
-        .profile(serde_json::json!({"kind": "as-is"}))
+        .source(SourceInfo::new("test", ""))
+        .profile(ProfileInfo { class_order: None, n_max: None, spec: lt_core::profile::Profile::AsIs, targets: counts.clone() })
         .channels(1, vec![0.5], vec![0.25])
         .split(Split::Train, &counts, shards)
         .split(Split::Test, &[0, 0, 0], test_shards)
@@ -42,7 +42,7 @@ fn rows_round_trip_across_shards_and_row_groups() {
     let train = rows(1000, 3);
     let opts = WriterOptions::default().with_row_group_rows(64).with_shard_bytes(30_000);
     let m = build(dir.path(), &train, opts);
-    let info = &m.splits["train"];
+    let info = &m.splits[&Split::Train];
     assert!(info.shards.len() > 1, "expected several shards, got {}", info.shards.len());
     assert!(info.shards[0].row_groups.len() > 1);
     let set = ShardSet::open(dir.path(), Split::Train).unwrap();
@@ -66,7 +66,7 @@ fn row_groups_are_cut_by_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let train = rows(100, 3);
     let m = build(dir.path(), &train, WriterOptions::default().with_row_group_bytes(1000));
-    let groups = &m.splits["train"].shards[0].row_groups;
+    let groups = &m.splits[&Split::Train].shards[0].row_groups;
     assert!(groups.len() >= 10, "{groups:?}");
 }
 
@@ -187,7 +187,7 @@ fn out_of_range_labels_are_errors_naming_the_file_and_row() {
         labels[130] = bad;
         build_with_labels(dir.path(), &labels, opts.clone());
         let set = ShardSet::open(dir.path(), Split::Train).unwrap();
-        assert!(set.manifest().splits["train"].shards.len() > 1);
+        assert!(set.manifest().splits[&Split::Train].shards.len() > 1);
         for e in [
             set.labels().unwrap_err(),
             set.check_labels(3).unwrap_err(),
@@ -227,7 +227,7 @@ fn image_size_range_is_recorded_and_old_manifests_still_load() {
         r.width = 100 - (i % 7) as i32;
     }
     let m = build(dir.path(), &train, WriterOptions::default().with_row_group_rows(32).with_shard_bytes(5_000));
-    assert!(m.splits["train"].shards.len() > 2);
+    assert!(m.splits[&Split::Train].shards.len() > 2);
     let want = ImageSizeRange { min_height: 20, max_height: 69, min_width: 94, max_width: 100 };
     assert_eq!(m.image_size_range(Split::Train), Some(want));
     assert!(!want.is_uniform());
@@ -235,7 +235,7 @@ fn image_size_range_is_recorded_and_old_manifests_still_load() {
     assert_eq!(m.image_size_range(Split::Test), None);
     let loaded = Manifest::load(dir.path()).unwrap();
     assert_eq!(loaded.image_size_range(Split::Train), Some(want));
-    for s in &loaded.splits["train"].shards {
+    for s in &loaded.splits[&Split::Train].shards {
         let r = s.image_size_range.unwrap();
         assert!(r.min_height >= 20 && r.max_height <= 69, "{r:?}");
     }

@@ -71,7 +71,7 @@ impl ParquetSource {
             (path.parent().unwrap_or(Path::new(".")).into(), [vec![path.to_path_buf()], vec![]])
         } else if path.join("manifest.json").is_file() {
             let m = Manifest::load(path).map_err(BuildError::Shards)?;
-            let get = |s: Split| m.splits.get(s.as_str()).map(|i| i.shards.iter().map(|f| path.join(&f.file)).collect()).unwrap_or_default();
+            let get = |s: Split| m.splits.get(&s).map(|i| i.shards.iter().map(|f| path.join(&f.file)).collect()).unwrap_or_default();
             (path.into(), [get(Split::Train), get(Split::Test)])
         } else {
             let all = find_files(path)?;

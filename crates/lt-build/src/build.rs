@@ -23,8 +23,9 @@ pub enum ProfileKind {
     AsIs,
 }
 
-/// Class order along the profile.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Class order along the profile (`source` or `shuffle` in a recipe).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClassOrder {
     /// Class 0 is the head (the paper's convention).
     #[default]

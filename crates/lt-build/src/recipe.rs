@@ -1,30 +1,46 @@
 //! The `[build]` section of a recipe (`pipelines/*.toml`): the build
 //! settings of a benchmark, so `lt-build --recipe pipelines/cifar10-lt-if100.toml
-//! DATA` regenerates the split the recipe was tuned on. Command-line flags
-//! override its fields; other sections of the file belong to the loader and
-//! the trainer and are ignored here.
+//! DATA` regenerates the split the recipe was tuned on. Its fields are the
+//! defaults of the matching flags, so a flag given on the command line
+//! overrides them; other sections of the file belong to the loader and the
+//! trainer and are ignored here.
 
-use crate::{BuildError, Result};
+use crate::{BuildError, ClassOrder, Result};
+use lt_core::profile::Selection;
 use serde::Deserialize;
 use std::path::Path;
 
-/// Typed `[build]` section. Unknown fields are an error naming the file.
+/// A long-tail profile by name (`profile` here, `--profile` on the command
+/// line); its parameters come from the other fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileName {
+    #[serde(alias = "exp")]
+    Exponential,
+    Step,
+    Counts,
+    #[serde(alias = "asis")]
+    AsIs,
+}
+
+/// Typed `[build]` section. Unknown fields and values are an error naming
+/// the file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildRecipe {
     /// Source kind (`cifar10`, `idx`, `list`, …).
     pub source: Option<String>,
     /// `exponential`, `step`, `counts` or `as-is`.
-    pub profile: Option<String>,
+    pub profile: Option<ProfileName>,
     /// The imbalance factor (`--if`).
     pub imbalance: Option<f64>,
     pub max_per_class: Option<usize>,
     pub step_mu: Option<f64>,
     pub counts_file: Option<String>,
     /// `glmc` or `ldam`.
-    pub selection: Option<String>,
+    pub selection: Option<Selection>,
     /// `source` or `shuffle`.
-    pub class_order: Option<String>,
+    pub class_order: Option<ClassOrder>,
     pub seed: Option<u64>,
     pub max_side: Option<u32>,
     pub quality: Option<u8>,
@@ -62,7 +78,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(n >= 9, "expected the DESIGN §5 recipes in pipelines/, found {n}");
+        assert!(n >= 9, "expected the benchmark recipes in pipelines/ (the README's table), found {n}");
         let r = BuildRecipe::load(&dir.join("cifar100-lt-if100.toml")).unwrap();
         assert_eq!((r.source.as_deref(), r.imbalance), (Some("cifar100"), Some(100.0)));
     }
@@ -74,5 +90,8 @@ mod tests {
         std::fs::write(&p, "[build]\nsource = \"idx\"\nimbalanse = 10\n[model]\narch = \"x\"\n").unwrap();
         let e = BuildRecipe::load(&p).unwrap_err().to_string();
         assert!(e.contains("r.toml") && e.contains("imbalanse"), "{e}");
+        std::fs::write(&p, "[build]\nsource = \"idx\"\nselection = \"random\"\n").unwrap();
+        let e = BuildRecipe::load(&p).unwrap_err().to_string();
+        assert!(e.contains("r.toml") && e.contains("random"), "{e}");
     }
 }

@@ -21,7 +21,7 @@ fi
 DATA=runs/fmnist-lt-if100
 RUN=runs/demo-glmc
 EPOCHS="${DEMO_EPOCHS:-3}"
-cargo build --release -p lt-build -p lt-glmc --bin lt-build --bin lt-train
+cargo build --release -p lt-build -p lt-train --bin lt-build --bin lt-train
 ./target/release/lt-build idx "$SRC" --if 100 -o "$DATA" --overwrite
 ./target/release/lt-build inspect "$DATA"
 rm -rf "$RUN"

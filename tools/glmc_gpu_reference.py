@@ -3,7 +3,7 @@
 
 Same model (ResNet-32 / torchvision-layout ResNet-50 / ResNeXt-50 32x4d with
 GLMC's four heads), batch, input, precision and memory format as
-crates/lt-glmc/src/bench.rs, doing the same work per step:
+crates/lt-bench/src/glmc.rs, doing the same work per step:
 
   uint8 [2 views, 2B, C, H, W] on the device -> channels-last (optional)
   -> normalize -> MixUp (X_g) + CutMix (X_l) -> two forwards (fp16 autocast

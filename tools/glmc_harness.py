@@ -241,7 +241,7 @@ def evaluate(model, x, y, norm, counts, method, batch=256):
 
 
 # ---------------------------------------------------------------------------
-# Replay of an lt-train step trace (`lt-train --trace DIR`, crates/lt-glmc/src/trace.rs)
+# Replay of an lt-train step trace (`lt-train --trace DIR`, crates/lt-train/src/trace.rs)
 # ---------------------------------------------------------------------------
 def read_safetensors(path):
     """name -> tensor, for the F32/F64/I64 tensors lt-train writes (the venv

@@ -3,11 +3,11 @@
 
 Same model (ResNet-32 width 16, d = 128, 10 classes), batch (64 x 3 x 32 x 32
 uint8 views, normalized after the "transfer"), mixing, losses and SGD as
-crates/lt-glmc/examples/step_bench.rs. Both run on the CPU with the same
+crates/lt-bench/examples/step_bench.rs. Both run on the CPU with the same
 number of intra-op threads; the ratio lt-glmc / PyTorch is the figure.
 
   . tools/env.sh
-  cargo build --release -p lt-glmc --example step_bench
+  cargo build --release -p lt-bench --example step_bench
   $LT_GLMC_PYTHON tools/glmc_step_bench.py [--steps 20] [--warmup 3] [--threads N] [--rounds 3] [--system-malloc]
 
 The implementations alternate round by round (a fresh lt-glmc process each

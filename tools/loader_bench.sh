@@ -20,7 +20,7 @@ BATCH=${BATCH:-64}
 PHOTOS=${PHOTOS:-/usr/share/backgrounds}
 COUNT=${COUNT:-2000}
 mkdir -p "$OUT"
-cargo build --release -q -p lt-loader --bin lt-loader-bench
+cargo build --release -q -p lt-bench --bin lt-loader-bench
 BENCH=target/release/lt-loader-bench
 [ -f "$OUT/photos-jpeg/manifest.json" ] || $BENCH make-shards --images "$PHOTOS" -o "$OUT/photos-jpeg" --count "$COUNT" --sizes 320,400,500,640,800
 [ -f "$OUT/photos-32/manifest.json" ] || $BENCH make-shards --images "$PHOTOS" -o "$OUT/photos-32" --count 20000 --size 32

@@ -32,8 +32,8 @@ if [ ! -d /usr/share/backgrounds/mate ]; then
     exit 2
 fi
 
-echo "== release build (lt-glmc bins, lt-build)"
-cargo build --release -p lt-glmc --bins
+echo "== release build (lt-train, lt-bench, lt-build)"
+cargo build --release -p lt-train -p lt-bench --bins
 cargo build --release -p lt-build --bin lt-build
 
 WORK="$(mktemp -d)"
@@ -41,20 +41,7 @@ trap 'rm -rf "$WORK"' EXIT
 rm -rf "$KIT"
 mkdir -p "$KIT/bin" "$KIT/data"
 
-# lt-loader also has a binary named lt-bench; take ours (it has `e2e`).
-pick_lt_bench() {
-    local c
-    for c in target/release/lt-bench $(ls -t target/release/deps/lt_bench-* 2>/dev/null | grep -v '\.d$'); do
-        if [ -x "$c" ] && "$c" --help 2>/dev/null | grep -q '^  e2e'; then
-            echo "$c"
-            return 0
-        fi
-    done
-    echo "make-gpu-kit: no lt-bench with an e2e subcommand under target/release" >&2
-    return 1
-}
-
-LT_BENCH="$(pick_lt_bench)"
+LT_BENCH=target/release/lt-bench
 for pair in "lt-bench:$LT_BENCH" "lt-train:target/release/lt-train" "lt-build:target/release/lt-build"; do
     name="${pair%%:*}"; src="${pair#*:}"
     cp "$src" "$WORK/$name"

@@ -12,6 +12,8 @@
 //! - [`weights`]: GLMC's class weights `v_c = n_c^(−p) / Σ_k n_k^(−p) · C`,
 //!   class-weighted sampling probabilities `P(i) ∝ n_{y_i}^(−q)` and the
 //!   cumulative schedule `α = 1 − (e/E)²`.
+//! - [`eval`]: top-1/5, per-class, many / medium / few accuracy and ECE from
+//!   counts that add up across batches and processes.
 //! - [`rng`]: a small, version-stable, seeded RNG (SplitMix64 key derivation
 //!   feeding Xoshiro256++) so that every random decision is a pure function of
 //!   `(seed, stream, keys…)`.
@@ -27,6 +29,7 @@
 //! assert_eq!(p.counts(&[5000; 10], None).unwrap().iter().sum::<usize>(), 12_406);
 //! ```
 
+pub mod eval;
 pub mod groups;
 pub mod profile;
 pub mod rng;
@@ -58,6 +61,9 @@ pub enum CoreError {
     Setting { settings: &'static [&'static str], msg: String },
     #[error("{0}")]
     Invalid(String),
+    /// Two per-class tables that must cover the same classes do not.
+    #[error("{what}: {got} classes where {expected} were expected")]
+    ClassMismatch { what: &'static str, expected: usize, got: usize },
 }
 
 impl CoreError {

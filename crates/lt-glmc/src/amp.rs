@@ -1,8 +1,8 @@
-//! Precision and memory-format switches of the GPU path (issue 5): fp16
+//! Precision and memory-format switches of the GPU path: fp16
 //! autocast with our own dynamic loss scaling, TF32, cuDNN autotuning and
 //! channels-last.
 //!
-//! tch 0.24 gaps this module fills (DESIGN §6):
+//! tch 0.24 gaps this module fills:
 //!
 //! - **Autocast**: `tch::autocast` toggles libtorch's *CUDA* autocast
 //!   (`at::autocast::set_enabled`), whose dtype is fp16. It has no dtype and
@@ -49,7 +49,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{GlmcError, Result, TorchContext};
 use crate::optim::Sgd;
-use crate::recipe::PerfSection;
 
 /// Arithmetic of the training step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,7 +85,7 @@ impl std::str::FromStr for Precision {
             "fp32" => Ok(Precision::Fp32),
             "tf32" => Ok(Precision::Tf32),
             "amp" | "fp16" | "mixed" => Ok(Precision::Amp),
-            _ => Err(GlmcError::invalid("precision", format!("{s:?}: expected fp32, tf32 or amp"))),
+            _ => Err(GlmcError::setting("precision", format!("{s:?}: expected fp32, tf32 or amp"))),
         }
     }
 }
@@ -156,7 +155,7 @@ impl std::str::FromStr for MemoryFormat {
         match s.to_ascii_lowercase().as_str() {
             "nchw" | "contiguous" => Ok(MemoryFormat::Nchw),
             "nhwc" | "channels_last" | "channels-last" => Ok(MemoryFormat::Nhwc),
-            _ => Err(GlmcError::invalid("memory format", format!("{s:?}: expected nchw or nhwc"))),
+            _ => Err(GlmcError::setting("memory_format", format!("{s:?}: expected nchw or nhwc"))),
         }
     }
 }
@@ -167,11 +166,12 @@ impl std::fmt::Display for MemoryFormat {
     }
 }
 
-/// A channels-last copy of a 4-D NCHW tensor (DESIGN §6's permute trick):
+/// A channels-last copy of a 4-D NCHW tensor (permuted to NHWC, made
+/// contiguous and permuted back):
 /// same shape and values, NHWC strides.
 pub fn channels_last(x: &Tensor) -> Result<Tensor> {
     if x.dim() != 4 {
-        return Err(GlmcError::invalid("channels_last", format!("needs a 4-D tensor, got shape {:?}", x.size())));
+        return Err(GlmcError::Shape { what: "channels_last input", got: x.size(), expected: "(N, C, H, W)".into() });
     }
     Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
 }
@@ -274,17 +274,6 @@ impl PrecisionConfig {
         self
     }
 
-    /// From the recipe's `[perf]` section: `amp` → [`Precision::Amp`]
-    /// (otherwise fp32), `channels_last` → [`MemoryFormat::Nhwc`].
-    pub fn from_perf(p: &PerfSection) -> Self {
-        PrecisionConfig {
-            precision: if p.amp { Precision::Amp } else { Precision::Fp32 },
-            memory_format: if p.channels_last { MemoryFormat::Nhwc } else { MemoryFormat::Nchw },
-            cudnn_benchmark: p.cudnn_benchmark,
-            loss_scale: LossScaleConfig::default(),
-        }
-    }
-
     /// Refuses what `device` cannot do: fp16 autocast without CUDA.
     pub fn validate(&self, device: Device) -> Result<()> {
         if self.precision == Precision::Amp && !device.is_cuda() {
@@ -369,7 +358,7 @@ impl Default for LossScaleConfig {
 
 impl LossScaleConfig {
     pub fn validate(&self) -> Result<()> {
-        let bad = |why: String| Err(GlmcError::invalid("loss scale", why));
+        let bad = |why: String| Err(GlmcError::setting("loss_scale", why));
         if !(self.init_scale > 0.0 && self.init_scale.is_finite()) {
             return bad(format!("init_scale {} must be finite and > 0", self.init_scale));
         }
@@ -440,7 +429,7 @@ impl LossScaler {
     /// Restores a state saved with [`LossScaler::state`].
     pub fn set_state(&mut self, s: LossScaleState) -> Result<()> {
         if !(s.scale > 0.0 && s.scale.is_finite()) {
-            return Err(GlmcError::invalid("loss scale state", format!("scale {} must be finite and > 0", s.scale)));
+            return Err(GlmcError::State { what: "loss scale", why: format!("scale {} must be finite and > 0", s.scale) });
         }
         self.state = s;
         Ok(())
@@ -528,7 +517,7 @@ impl LossScaler {
 /// false even on a GPU machine (tch-rs issues #980, #329; pytorch #36437).
 /// `dlopen(RTLD_NOW | RTLD_GLOBAL)` runs the library's static initialisers,
 /// which is all the registration needs. The search uses `LD_LIBRARY_PATH`,
-/// then the executable's RUNPATH (crates/lt-glmc/build.rs). Call it before
+/// then the executable's RUNPATH (crates/lt-glmc/rpath.rs). Call it before
 /// the first CUDA query. A link-time fix for every binary and test is
 /// `cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed` in
 /// build.rs.

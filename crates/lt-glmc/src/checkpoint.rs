@@ -110,7 +110,7 @@ fn kept(dir: &Path) -> String {
 fn name_of(dir: &Path) -> Result<String> {
     Ok(dir
         .file_name()
-        .ok_or_else(|| GlmcError::invalid("checkpoint directory", dir.display().to_string()))?
+        .ok_or_else(|| GlmcError::Checkpoint { path: dir.to_path_buf(), why: "not a directory name".into() })?
         .to_string_lossy()
         .into_owned())
 }

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// Errors of the libtorch stage. Each variant carries the context a user
-/// needs to act on it (the step, the file, the setting at fault).
+/// Errors of the libtorch core. Each variant carries the context a user
+/// needs to act on it: the step, the file, the setting or the tensor at
+/// fault. Settings are named by their config names (`lr`, `precision`,
+/// `proj_dim`, …); front ends add their own flag or recipe key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GlmcError {
@@ -23,9 +25,23 @@ pub enum GlmcError {
     /// say (none does when this happens in the first epoch of a run).
     #[error("non-finite loss ({value}) at global step {step} (epoch {}); stopping without saving", epoch + 1)]
     NonFiniteLoss { step: u64, epoch: usize, value: f64 },
-    /// A setting or an input has a value the method cannot use.
-    #[error("invalid {what}: {why}")]
-    Invalid { what: &'static str, why: String },
+    /// A setting has a value the model, the loss or the optimizer cannot
+    /// use. `setting` is its config name.
+    #[error("invalid {setting}: {why}")]
+    Setting { setting: &'static str, why: String },
+    /// A tensor handed to the library has the wrong shape.
+    #[error("{what}: shape {got:?}, expected {expected}")]
+    Shape { what: &'static str, got: Vec<i64>, expected: String },
+    /// A label outside `0..classes`.
+    #[error("label {label} outside 0..{classes}")]
+    Label { label: i64, classes: usize },
+    /// Saved state (optimizer buffers, loss scale) that does not fit what
+    /// it is restored into.
+    #[error("cannot restore {what}: {why}")]
+    State { what: &'static str, why: String },
+    /// Long-tail bookkeeping refused its input (class counts, groups).
+    #[error(transparent)]
+    Core(#[from] lt_core::CoreError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -38,25 +54,10 @@ pub enum GlmcError {
         #[source]
         source: serde_json::Error,
     },
-    /// The shard set could not be opened or read (missing or corrupt
-    /// manifest, missing shard, checksum mismatch).
-    #[error("dataset {}: {source}", path.display())]
-    Dataset {
-        path: PathBuf,
-        #[source]
-        source: lt_shards::ShardError,
-    },
-    /// The loader failed (corrupt image, bad configuration, …).
+    /// A batch buffer could not be allocated for the loader.
     #[error("loader: {0}")]
     Loader(#[from] lt_loader::LoaderError),
-    /// `--resume` against a run whose recipe or dataset differs.
-    #[error("cannot resume {}: {why}", path.display())]
-    Resume { path: PathBuf, why: String },
-    /// `lt-train finetune` on a run it cannot start from (no checkpoint,
-    /// no recipe, an override outside `finetune.*`).
-    #[error("cannot fine-tune {}: {why}", path.display())]
-    Finetune { path: PathBuf, why: String },
-    /// The requested device is not available.
+    /// The requested device is not available, or cannot do what was asked.
     #[error("device {requested:?}: {why}")]
     Device { requested: String, why: String },
     /// A checkpoint is missing a file or a tensor, or does not fit the model.
@@ -67,13 +68,13 @@ pub enum GlmcError {
 pub type Result<T, E = GlmcError> = std::result::Result<T, E>;
 
 impl GlmcError {
-    pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
-        GlmcError::Invalid { what, why: why.into() }
+    pub(crate) fn setting(setting: &'static str, why: impl Into<String>) -> Self {
+        GlmcError::Setting { setting, why: why.into() }
     }
 }
 
 /// Adds a context string to libtorch errors.
-pub(crate) trait TorchContext<T> {
+pub trait TorchContext<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
 }
 

@@ -1,7 +1,8 @@
 //! # lt-glmc
 //!
-//! The libtorch stage of lt-glmc (tch 0.24, libtorch 2.11.0): the only crate
-//! that links libtorch. It owns
+//! The libtorch core of lt-glmc (tch 0.24, libtorch 2.11.0). It owns the
+//! parts every runner shares, and the trainer (`lt-train`), the benchmarks
+//! (`lt-bench`) and, later, data-parallel runners build on it:
 //!
 //! - [`model`]: ResNet-32 (CIFAR, option-A shortcuts, width parameter),
 //!   ResNet-50 and ResNeXt-50 32×4d (ImageNet stem), each with GLMC's four
@@ -10,31 +11,25 @@
 //!   CutMix, on the device;
 //! - [`loss`]: soft and class-weighted soft labels, L_sup, L_rb (re-weighted
 //!   or Balanced Softmax), the stop-gradient cosine consistency L_con and the
-//!   cumulative α, plus the cross-entropy baseline and ablations;
-//! - [`optim`]: SGD with momentum and weight decay (buffers saved), cosine and
-//!   warm-up + cosine schedules;
-//! - [`maxnorm`]: MaxNorm projection for classifier fine-tuning;
+//!   cumulative α, the cross-entropy baseline and ablations, and the
+//!   second-stage (fine-tuning) losses;
 //! - [`step`]: one training step for every runner: a method's [`step::Step`]
 //!   (GLMC and its ablations, cross-entropy, the head-only fine-tune) and
 //!   the shared [`step::Updater`] (non-finite check, backward, SGD or its
-//!   loss-scaled fp16 form); an internal epoch loop runs it for lt-train and
-//!   fine-tuning, `lt-bench` and `examples/step_bench.rs` time it;
-//! - [`trace`]: step traces (`lt-train --trace`) for exact replays;
-//! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
-//!   re-trained with the weight-balancing reference's class-balanced loss and
-//!   MaxNorm, encoder frozen;
-//! - [`metrics`]: top-1/5, per-class, many/medium/few, ECE;
-//! - [`recipe`]: TOML training recipes (`pipelines/*.toml`);
+//!   loss-scaled fp16 form);
+//! - [`optim`]: SGD with momentum and weight decay (buffers saved), cosine and
+//!   warm-up + cosine schedules;
+//! - [`maxnorm`]: MaxNorm projection for classifier fine-tuning;
+//! - [`metrics`]: evaluation counts from logits (top-1/5, per-class,
+//!   many/medium/few and ECE through [`lt_core::eval`]);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
 //!   written atomically;
-//! - [`train`]: the training loop (loader → device → GLMC step →
-//!   evaluation → checkpoint, exact resume) behind the `lt-train` binary;
-//! - [`rundir`]: the run-directory lock (one writer per run) and what a
-//!   resume may change;
-//! - [`host_alloc`]: glibc malloc settings that keep freed activations in
-//!   the process (no page faults per CPU step);
+//! - [`amp`]: precision (fp32, TF32, fp16 autocast with dynamic loss
+//!   scaling), channels-last, cuDNN autotuning;
+//! - [`device`]: `cpu` / `cuda:N` / `auto` by name;
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
-//! - [`report`]: report.md and the PNG plots.
+//! - [`host_alloc`]: glibc malloc settings that keep freed activations in
+//!   the process (no page faults per CPU step).
 //!
 //! GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning
 //! for Long-tailed Visual Recognitions", CVPR 2023
@@ -66,11 +61,9 @@
 //! ```
 
 pub mod amp;
-pub mod bench;
 pub mod checkpoint;
-mod driver;
+pub mod device;
 pub mod error;
-pub mod finetune;
 pub mod host_alloc;
 pub mod loss;
 pub mod maxnorm;
@@ -79,12 +72,7 @@ pub mod mix;
 pub mod model;
 pub mod optim;
 pub mod pinned;
-pub mod recipe;
-pub mod report;
-pub mod rundir;
 pub mod step;
-pub mod trace;
-pub mod train;
 
 pub use error::{GlmcError, Result};
 pub use tch;

@@ -1,4 +1,5 @@
-//! GLMC labels and losses (DESIGN §4 steps 5–7).
+//! GLMC labels and losses: the soft and class-weighted labels, L_sup, L_rb,
+//! the consistency L_con and the cumulative mix of the three.
 //!
 //! ```text
 //! y   = λ·onehot(U) + (1 − λ)·onehot(W)
@@ -12,7 +13,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{GlmcError, Result};
 use crate::mix::{cutmix, mixup, MixParams};
@@ -86,7 +87,7 @@ impl ClassStats {
     /// From the training counts n_c and the label-weight exponent p.
     pub fn try_new(counts: &[usize], p: f64, device: tch::Device, kind: Kind) -> Result<Self> {
         if counts.is_empty() {
-            return Err(GlmcError::invalid("class counts", "no classes"));
+            return Err(lt_core::CoreError::NoClasses.into());
         }
         let v = lt_core::weights::label_weights(counts, p);
         let logn: Vec<f64> = counts.iter().map(|&n| (n.max(1) as f64).ln()).collect();
@@ -191,7 +192,7 @@ pub struct GlmcBatch<'a> {
     pub y_w: &'a Tensor,
 }
 
-/// The GLMC loss of one step (DESIGN §4 steps 3–7), with `alpha` from
+/// The GLMC loss of one step (mixtures, both forwards, labels, loss terms), with `alpha` from
 /// [`lt_core::weights::cumulative_alpha`]. The network runs in training mode,
 /// once on X_g and once on X_l (as the authors' code does, so BatchNorm sees
 /// each mixture's own statistics).
@@ -205,7 +206,7 @@ pub fn glmc_loss(
 ) -> Result<LossTerms> {
     let lambda = mix.lambda;
     if !(0.0..=1.0).contains(&lambda) {
-        return Err(GlmcError::invalid("lambda", format!("{lambda} is outside [0, 1]")));
+        return Err(GlmcError::setting("lambda", format!("{lambda} is outside [0, 1]")));
     }
     let x_g = mixup(batch.u1, batch.w1, lambda)?;
     let x_l = cutmix(batch.u2, batch.w2, &mix.cut)?;
@@ -257,3 +258,77 @@ pub fn cross_entropy_loss(net: &GlmcNet, x: &Tensor, y: &Tensor) -> Result<LossT
     let ce = logp.f_nll_loss::<&Tensor>(y, None, tch::Reduction::Mean, -100)?;
     Ok(LossTerms { total: ce.shallow_clone(), sup: ce, rb: None, con: None, alpha: 1.0, kappa: 0.0 })
 }
+
+/// The fine-tuning loss of g_cb.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinetuneLoss {
+    /// The reference's class-balanced loss: per-class weights
+    /// `(1 − β)/(1 − β^{n_c})` normalised to sum to C, applied to the binary
+    /// cross-entropy of the softmax probabilities against the one-hot label
+    /// (`CB_loss(..., loss_type="softmax")`), averaged over N × C.
+    #[default]
+    #[serde(rename = "cb")]
+    ClassBalanced,
+    /// Plain cross-entropy.
+    #[serde(rename = "ce")]
+    CrossEntropy,
+    /// Balanced Softmax: cross-entropy of `logits + log n_c`.
+    BalancedSoftmax,
+}
+
+/// The fine-tuning loss of g_cb ([`FinetuneLoss`]) with its per-class
+/// constants.
+#[derive(Debug)]
+pub struct FinetuneLossFn {
+    kind: FinetuneLoss,
+    /// Class-balanced weights (`cb`) or `log n_c` (`balanced_softmax`).
+    per_class: Option<tch::Tensor>,
+}
+
+impl FinetuneLossFn {
+    /// `cb_beta` is the class-balanced loss's β (used by
+    /// [`FinetuneLoss::ClassBalanced`] only).
+    pub fn try_new(kind: FinetuneLoss, cb_beta: f64, counts: &[usize], device: Device) -> Result<Self> {
+        let c = counts.len() as f64;
+        let per_class = match kind {
+            FinetuneLoss::CrossEntropy => None,
+            FinetuneLoss::ClassBalanced => {
+                // CB_loss: effective_num = 1 − β^n; w = (1 − β)/effective_num;
+                // w = w / Σ w · C.
+                let w: Vec<f64> = counts.iter().map(|&n| (1.0 - cb_beta) / (1.0 - cb_beta.powf(n.max(1) as f64))).collect();
+                let sum: f64 = w.iter().sum();
+                let w: Vec<f32> = w.iter().map(|v| (v / sum * c) as f32).collect();
+                Some(tch::Tensor::f_from_slice(&w)?.f_to_device(device)?)
+            }
+            FinetuneLoss::BalancedSoftmax => {
+                let l: Vec<f32> = counts.iter().map(|&n| (n.max(1) as f64).ln() as f32).collect();
+                Some(tch::Tensor::f_from_slice(&l)?.f_to_device(device)?)
+            }
+        };
+        Ok(FinetuneLossFn { kind, per_class })
+    }
+
+    /// The mean loss of `logits` (N, C) against labels `y` (N).
+    pub fn loss(&self, logits: &tch::Tensor, y: &tch::Tensor) -> Result<tch::Tensor> {
+        let ce = |l: &tch::Tensor| -> Result<tch::Tensor> {
+            Ok(l.f_log_softmax(1, Kind::Float)?.f_nll_loss::<&tch::Tensor>(y, None, tch::Reduction::Mean, -100)?)
+        };
+        match (self.kind, &self.per_class) {
+            (FinetuneLoss::BalancedSoftmax, Some(logn)) => ce(&logits.f_add(logn)?),
+            (FinetuneLoss::ClassBalanced, Some(w)) => {
+                // F.binary_cross_entropy(softmax(logits), onehot, weight=w[y]
+                // repeated over the classes), mean over N × C: libtorch's own
+                // op, whose backward stays finite where a probability reaches
+                // 0 or 1 (a hand-written log would give 0 · ∞ = NaN there).
+                let c = logits.size()[1];
+                let p = logits.f_softmax(1, Kind::Float)?;
+                let t = y.f_one_hot(c)?.f_to_kind(Kind::Float)?;
+                let wy = w.f_index_select(0, y)?.f_unsqueeze(1)?.f_expand([-1, c], false)?.f_contiguous()?;
+                Ok(p.f_binary_cross_entropy(&t, Some(&wy), tch::Reduction::Mean)?)
+            }
+            _ => ce(logits),
+        }
+    }
+}
+

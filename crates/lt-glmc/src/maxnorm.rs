@@ -52,7 +52,7 @@ impl MaxNorm {
     /// Fixes the threshold to a known value (resuming a fine-tuning run).
     pub fn with_threshold(mut self, thresh: f64) -> Result<Self> {
         if !(thresh.is_finite() && thresh > 0.0) {
-            return Err(GlmcError::invalid("MaxNorm threshold", format!("{thresh} (must be finite and > 0)")));
+            return Err(GlmcError::setting("maxnorm threshold", format!("{thresh} (must be finite and > 0)")));
         }
         self.thresh = Some(thresh);
         Ok(self)
@@ -61,7 +61,7 @@ impl MaxNorm {
     /// Projects `weight` in place (sets the threshold first if needed).
     pub fn project(&mut self, weight: &Tensor) -> Result<()> {
         if weight.dim() < 2 {
-            return Err(GlmcError::invalid("MaxNorm weight", format!("needs a matrix, got shape {:?}", weight.size())));
+            return Err(GlmcError::Shape { what: "MaxNorm weight", got: weight.size(), expected: "a matrix (classes, features)".into() });
         }
         let t = match self.thresh {
             Some(t) => t,

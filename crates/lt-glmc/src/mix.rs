@@ -1,4 +1,4 @@
-//! Normalization and the two GLMC mixtures, on the device (DESIGN §4 steps 2–4).
+//! Normalization and the two GLMC mixtures (global MixUp, local CutMix), on the device.
 //!
 //! The loader hands over uint8 NCHW batches (4× fewer bytes to copy than
 //! f32); [`Normalizer`] converts them after the transfer. [`MixParams`]
@@ -22,10 +22,10 @@ pub struct Normalizer {
 impl Normalizer {
     pub fn try_new(mean: &[f64], std: &[f64], device: Device, kind: Kind) -> Result<Self> {
         if mean.is_empty() || mean.len() != std.len() {
-            return Err(GlmcError::invalid("normalization", format!("{} means for {} stds", mean.len(), std.len())));
+            return Err(GlmcError::setting("normalization", format!("{} means for {} stds", mean.len(), std.len())));
         }
         if let Some(s) = std.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
-            return Err(GlmcError::invalid("normalization", format!("std {s} must be finite and > 0")));
+            return Err(GlmcError::setting("normalization", format!("std {s} must be finite and > 0")));
         }
         let c = mean.len() as i64;
         let mean = Tensor::f_from_slice(mean)?.f_to_kind(kind)?.f_view([1, c, 1, 1])?.f_to_device(device)?;
@@ -43,7 +43,7 @@ impl Normalizer {
             (m, 1) if std.len() as i64 == m => {
                 (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64])
             }
-            (m, c) => return Err(GlmcError::invalid("normalization", format!("{m} channel statistics for a {c}-channel model"))),
+            (m, c) => return Err(GlmcError::setting("normalization", format!("{m} channel statistics for a {c}-channel model"))),
         };
         Normalizer::try_new(&mean, &std, device, kind)
     }

@@ -46,7 +46,7 @@ impl Arch {
         }
     }
 
-    /// The projection dimension d of DESIGN §4: 128 for ResNet-32, 256 for
+    /// The projection dimension d of the heads P and Q: 128 for ResNet-32, 256 for
     /// the ImageNet models.
     pub fn default_proj_dim(&self) -> i64 {
         match self {
@@ -383,7 +383,7 @@ pub struct Outputs {
     pub u: Option<Tensor>,
 }
 
-/// Encoder f plus the heads g, g_cb, P and Q of GLMC (DESIGN §4 step 6).
+/// Encoder f plus the heads g, g_cb, P and Q of GLMC.
 #[derive(Debug)]
 pub struct GlmcNet {
     encoder: Encoder,
@@ -399,19 +399,19 @@ impl GlmcNet {
     /// `encoder.*`, `head.*`, `head_cb.*`, `proj.*`, `pred.*`.
     pub fn try_new(p: &nn::Path, config: ModelConfig) -> Result<Self> {
         if config.num_classes < 1 {
-            return Err(GlmcError::invalid("num_classes", format!("{} (must be >= 1)", config.num_classes)));
+            return Err(GlmcError::setting("num_classes", format!("{} (must be >= 1)", config.num_classes)));
         }
         if let Arch::ResNet32 { width } = config.arch {
             if width < 2 || width % 2 != 0 {
-                return Err(GlmcError::invalid("resnet32 width", format!("{width} (must be even and >= 2)")));
+                return Err(GlmcError::setting("width", format!("{width} (must be even and >= 2)")));
             }
         }
         if config.in_channels < 1 {
-            return Err(GlmcError::invalid("in_channels", config.in_channels.to_string()));
+            return Err(GlmcError::setting("in_channels", format!("{} (must be >= 1)", config.in_channels)));
         }
         let d = config.proj_dim();
         if d < 1 {
-            return Err(GlmcError::invalid("proj_dim", d.to_string()));
+            return Err(GlmcError::setting("proj_dim", format!("{d} (must be >= 1)")));
         }
         let ep = p / "encoder";
         let encoder = match config.arch {

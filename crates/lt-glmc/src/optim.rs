@@ -160,10 +160,10 @@ impl Sgd {
             match map.remove(name) {
                 Some(b) => {
                     if b.size() != p.size() {
-                        return Err(GlmcError::invalid(
-                            "momentum buffer",
-                            format!("{name}: shape {:?}, parameter {:?}", b.size(), p.size()),
-                        ));
+                        return Err(GlmcError::State {
+                            what: "momentum buffer",
+                            why: format!("{name}: shape {:?}, parameter {:?}", b.size(), p.size()),
+                        });
                     }
                     new.push(Some(b.f_to_kind(p.kind())?.f_to_device(p.device())?));
                 }
@@ -171,7 +171,7 @@ impl Sgd {
             }
         }
         if let Some(extra) = map.keys().next() {
-            return Err(GlmcError::invalid("momentum buffer", format!("{extra} is not an optimized parameter")));
+            return Err(GlmcError::State { what: "momentum buffer", why: format!("{extra} is not an optimized parameter") });
         }
         self.bufs = new;
         Ok(())

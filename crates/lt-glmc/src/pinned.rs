@@ -102,7 +102,7 @@ pub fn batch_to_device(batch: &Batch, device: Device) -> Result<(Tensor, Tensor)
     let y = Tensor::f_from_slice(&batch.labels)?.f_to_device_(device, Kind::Int64, false, false)?;
     let x = if device == Device::Cpu { host } else { host.f_to_device_(device, Kind::Uint8, true, false)? };
     if x.size() != shape {
-        return Err(GlmcError::invalid("batch", format!("shape {:?}, expected {shape:?}", x.size())));
+        return Err(GlmcError::Shape { what: "batch", got: x.size(), expected: format!("{shape:?}") });
     }
     Ok((x, y))
 }

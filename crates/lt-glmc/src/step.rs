@@ -16,14 +16,14 @@
 //!   → Step::after_update    (e.g. MaxNorm every iteration)
 //! ```
 //!
-//! [`crate::driver`] runs the epochs around it.
+//! lt-train's epoch loop (and lt-bench's stepper) run the epochs around it.
 
 use lt_core::rng::Rng;
 use tch::{Kind, Tensor};
 
 use crate::amp::{LossScaleState, LossScaler, PrecisionConfig};
 use crate::error::{GlmcError, Result};
-use crate::finetune::FinetuneLossFn;
+use crate::loss::FinetuneLossFn;
 use crate::loss::{self, ClassStats, GlmcBatch, LossConfig, LossTerms, LossValues};
 use crate::maxnorm::{MaxNorm, ProjectEvery};
 use crate::mix::{MixParams, Normalizer};
@@ -117,7 +117,7 @@ impl Step for GlmcStep {
     fn loss(&mut self, m: &StepModel<'_>, x: &Tensor, y: &Tensor, alpha: f64) -> Result<StepLoss> {
         let size = x.size();
         if size.len() != 5 || size[0] != 2 || size[1] % 2 != 0 || size[1] == 0 {
-            return Err(GlmcError::invalid("batch", format!("shape {size:?}, expected [2 views, 2B slots, C, H, W]")));
+            return Err(GlmcError::Shape { what: "batch", got: size, expected: "[2 views, 2B slots, C, H, W]".into() });
         }
         let b = size[1] / 2;
         let (v0, v1) = (m.view(x, 0)?, m.view(x, 1)?);

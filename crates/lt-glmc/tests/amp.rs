@@ -324,10 +324,6 @@ fn switches_parse_from_recipes_and_flags() {
     assert_eq!("AMP".parse::<Precision>().unwrap(), Precision::Amp);
     assert_eq!("channels-last".parse::<MemoryFormat>().unwrap(), MemoryFormat::Nhwc);
     assert!("nhcw".parse::<MemoryFormat>().is_err());
-
-    let perf = lt_glmc::recipe::PerfSection { amp: true, channels_last: true, cudnn_benchmark: false, ..Default::default() };
-    let p = PrecisionConfig::from_perf(&perf);
-    assert_eq!((p.precision, p.memory_format, p.cudnn_benchmark), (Precision::Amp, MemoryFormat::Nhwc, false));
 }
 
 #[test]

@@ -354,3 +354,36 @@ fn schedules_match_torch_lr_schedulers() {
         assert_scalar(&format!("warm-up epoch {ep}"), sched.lr(base, ep, e), want.as_f64().unwrap());
     }
 }
+
+/// Golden values from the weight-balancing reference's loss
+/// (ShadeAlsha/LTR-weight-balancing, utils/class_balanced_loss.py):
+/// ```python
+/// effective_num = 1.0 - np.power(beta, samples_per_cls)
+/// weights = (1.0 - beta) / np.array(effective_num)
+/// weights = weights / np.sum(weights) * no_of_classes
+/// ...  # weights of each row's label, repeated over the classes
+/// pred = logits.softmax(dim = 1)
+/// cb_loss = F.binary_cross_entropy(input = pred, target = labels_one_hot, weight = weights)
+/// ```
+/// with beta 0.9999 and counts [5000, 500, 50, 5], and
+/// `F.cross_entropy(logits + log(counts), labels)` /
+/// `F.cross_entropy(logits, labels)` for the other two, run in PyTorch
+/// 2.11 on the inputs below.
+#[test]
+fn second_stage_losses_match_the_references() {
+    let logits = Tensor::from_slice(&[
+        2.0f32, -1.0, 0.5, 0.0, 0.1, 0.2, 3.0, -2.0, -1.0, 1.5, 0.0, 0.3, 0.0, 0.0, 0.0, 4.0, 1.0, 2.0, -3.0, 0.5,
+    ])
+    .view([5, 4]);
+    let y = Tensor::from_slice(&[0i64, 2, 1, 3, 1]);
+    let counts = [5000, 500, 50, 5];
+    for (loss, want) in [
+        (loss::FinetuneLoss::ClassBalanced, 0.026588547974824905),
+        (loss::FinetuneLoss::BalancedSoftmax, 1.4371764659881592),
+        (loss::FinetuneLoss::CrossEntropy, 0.2908116281032562),
+    ] {
+        let f = loss::FinetuneLossFn::try_new(loss, 0.9999, &counts, tch::Device::Cpu).unwrap();
+        let got = f.loss(&logits, &y).unwrap().double_value(&[]);
+        assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{loss:?}: {got} vs {want}");
+    }
+}

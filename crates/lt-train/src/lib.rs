@@ -1,0 +1,33 @@
+//! # lt-train
+//!
+//! The lt-glmc trainer, over the libtorch core [`lt_glmc`] and the records
+//! and reports of [`lt_report`]:
+//!
+//! - [`recipe`]: TOML training recipes (`pipelines/*.toml`), validated, with
+//!   dotted-key overrides;
+//! - [`train`]: one run, shards → loader → device → the method's
+//!   [`lt_glmc::step::Step`] → evaluation → checkpoint, with exact resume
+//!   (the `lt-train` binary);
+//! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
+//!   re-trained with the weight-balancing reference's class-balanced loss and
+//!   MaxNorm, encoder frozen;
+//! - [`trace`]: step traces (`lt-train --trace`) for exact replays by
+//!   `tools/glmc_harness.py --replay`;
+//! - [`rundir`]: the run-directory lock (one writer per run) and what a
+//!   resume may change;
+//! - [`error`]: [`TrainError`], whose messages name recipe keys and run
+//!   options; the binary adds its flags.
+//!
+//! Training and fine-tuning run one epoch loop (batching, accumulation,
+//! evaluation cadence, epoch and mid-epoch checkpoints, traces, observers),
+//! internal to this crate.
+
+mod driver;
+pub mod error;
+pub mod finetune;
+pub mod recipe;
+pub mod rundir;
+pub mod trace;
+pub mod train;
+
+pub use error::{Result, TrainError};

@@ -251,8 +251,9 @@ fn check_no_empty_tail(
     Err(BuildError::Setting { settings: &["imbalance", "max_per_class"], msg })
 }
 
-/// Builds the dataset from `source` into `out`.
-pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+/// Settings checked before any work (the build refuses them naming the
+/// setting).
+fn check_settings(opts: &BuildOptions) -> Result<()> {
     if let Some(f) = opts.imbalance {
         if !f.is_finite() || f < 1.0 {
             return Err(lt_core::CoreError::ImbalanceBelowOne(f).into());
@@ -261,127 +262,184 @@ pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress:
     if opts.max_per_class == Some(0) {
         return Err(BuildError::Setting { settings: &["max_per_class"], msg: "max_per_class must be at least 1".into() });
     }
-    // Refuse an existing output before doing any work.
-    let staging = AtomicDir::begin(out, opts.overwrite)?;
+    Ok(())
+}
 
+/// What the profile asks of the source: the items kept in each split and
+/// how they were chosen.
+struct Plan {
+    names: Vec<String>,
+    profile: Profile,
+    /// Class ids from head to tail (`None`: class-id order).
+    class_order: Option<Vec<usize>>,
+    /// Train images per class, after clamping.
+    targets: Vec<usize>,
+    clamped: Vec<Clamped>,
+    /// Source indices kept, per split (`Split as usize`), ascending.
+    selected: [Vec<usize>; 2],
+}
+
+/// Resolves the profile against the source's train labels and selects the
+/// train items; the test split is kept whole.
+fn plan(source: &dyn Source, opts: &BuildOptions) -> Result<Plan> {
     let names: Vec<String> = source.class_names().to_vec();
     let classes = names.len();
-    let train_labels = source.labels(Split::Train).to_vec();
+    let train_labels = source.labels(Split::Train);
     let available = profile::histogram(train_labels.iter().copied(), classes);
     let prof = resolve_profile(opts)?;
-    let order = match opts.class_order {
+    let class_order = match opts.class_order {
         ClassOrder::Source => None,
         ClassOrder::Shuffle => Some(profile::shuffled_class_order(classes, opts.seed)),
     };
-    let mut targets = prof.counts_ordered(&available, opts.max_per_class, order.as_deref())?;
+    let mut targets = prof.counts_ordered(&available, opts.max_per_class, class_order.as_deref())?;
     check_no_empty_tail(&prof, &targets, &available, &names, opts.max_per_class)?;
-    let clamped: Vec<Clamped> = profile::clamp_or_fail(&mut targets, &available, &names, opts.clamp)?;
-    let mut selected = [
-        profile::select(&train_labels, &targets, opts.selection, opts.seed)?,
+    let clamped = profile::clamp_or_fail(&mut targets, &available, &names, opts.clamp)?;
+    let selected = [
+        profile::select(train_labels, &targets, opts.selection, opts.seed)?,
         (0..source.labels(Split::Test).len()).collect::<Vec<_>>(),
     ];
-    source.prepare(Split::Train, &selected[0])?;
-    source.prepare(Split::Test, &selected[1])?;
+    Ok(Plan { names, profile: prof, class_order, targets, clamped, selected })
+}
 
+/// Decodes every selected item of `split` strictly and drops the corrupt
+/// ones from `selected`, returning them (the build's `skip_corrupt`).
+fn drop_corrupt(source: &dyn Source, split: Split, selected: &mut Vec<usize>, progress: &dyn Progress) -> Vec<SkippedImage> {
+    progress.start(&format!("checking {}", split.as_str()), selected.len() as u64);
+    let bad: Vec<(usize, String, String)> = selected
+        .par_iter()
+        .filter_map(|&i| {
+            let r = match source.item(split, i) {
+                Ok(item) => {
+                    let path = item.path.clone();
+                    match &item.payload {
+                        Payload::Encoded(b) => codec::decode_strict(b).err().map(|e| (i, path, e.to_string())),
+                        Payload::Raw(_) => None,
+                    }
+                }
+                Err(e) => Some((i, String::new(), e.to_string())),
+            };
+            progress.inc(1);
+            r
+        })
+        .collect();
+    progress.finish();
+    let bad_set: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
+    selected.retain(|i| !bad_set.contains(i));
+    bad.into_iter()
+        .map(|(i, path, error)| {
+            tracing::warn!("skipping corrupt image {path} ({} split, source index {i}): {error}", split.as_str());
+            SkippedImage { split, source_index: i, path, error }
+        })
+        .collect()
+}
+
+/// One split as written: its class counts, its shards and (train only) the
+/// pixel statistics of its images.
+struct WrittenSplit {
+    counts: Vec<usize>,
+    shards: Vec<lt_shards::ShardInfo>,
+    stats: Stats,
+}
+
+/// Shuffles the `selected` items of `split` (seeded), encodes them in
+/// parallel chunks and writes them in that order into `dir`.
+fn write_split(
+    source: &dyn Source,
+    split: Split,
+    selected: &[usize],
+    dir: &Path,
+    names: &[String],
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<WrittenSplit> {
+    let s = split as usize;
     let channels = source.channels();
+    let labels = source.labels(split);
+    let mut order = selected.to_vec();
+    Rng::derive(opts.seed, &[0x5807, s as u64]).shuffle(&mut order);
+    let counts = profile::histogram(order.iter().map(|&i| labels[i]), names.len());
+    let mut writer = SplitWriter::try_new(dir, split, names, &counts, opts.writer.clone())?;
+    progress.start(split.as_str(), order.len() as u64);
+    let mut stats = Stats::default();
+    for chunk in order.chunks(opts.chunk.max(1)) {
+        let rows: Vec<Result<(Row, Option<Stats>)>> = chunk
+            .par_iter()
+            .map(|&i| {
+                let item = source.item(split, i)?;
+                let path = item.path.clone();
+                let (bytes, img) = encode_item(item, opts).map_err(|msg| BuildError::CorruptImage {
+                    split: split.as_str(),
+                    path: format!("{} (in {})", path, source.location()),
+                    msg,
+                })?;
+                // Per-image statistics, merged in order below (no lock on the hot path).
+                let st = (split == Split::Train).then(|| {
+                    let mut st = Stats::default();
+                    st.add(&img, channels);
+                    st
+                });
+                progress.inc(1);
+                let row = Row {
+                    image: bytes,
+                    path,
+                    label: labels[i] as i64,
+                    source_index: i as i64,
+                    height: img.height as i32,
+                    width: img.width as i32,
+                };
+                Ok((row, st))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (row, st) = r?;
+            if let Some(st) = st {
+                stats.merge(&st);
+            }
+            out.push(row);
+        }
+        writer.write_rows(out)?;
+    }
+    progress.finish();
+    Ok(WrittenSplit { counts, shards: writer.finish()?, stats })
+}
+
+/// Builds the dataset from `source` into `out`.
+pub fn build(source: &mut dyn Source, out: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+    check_settings(opts)?;
+    // Refuse an existing output before doing any work.
+    let staging = AtomicDir::begin(out, opts.overwrite)?;
+    let mut plan = plan(source, opts)?;
+    source.prepare(Split::Train, &plan.selected[0])?;
+    source.prepare(Split::Test, &plan.selected[1])?;
+
     let source: &dyn Source = source;
     let mut skipped = Vec::new();
     if opts.skip_corrupt {
         for split in Split::ALL {
-            let s = split as usize;
-            progress.start(&format!("checking {}", split.as_str()), selected[s].len() as u64);
-            let bad: Vec<(usize, String, String)> = selected[s]
-                .par_iter()
-                .filter_map(|&i| {
-                    let r = match source.item(split, i) {
-                        Ok(item) => {
-                            let path = item.path.clone();
-                            match &item.payload {
-                                Payload::Encoded(b) => codec::decode_strict(b).err().map(|e| (i, path, e.to_string())),
-                                Payload::Raw(_) => None,
-                            }
-                        }
-                        Err(e) => Some((i, String::new(), e.to_string())),
-                    };
-                    progress.inc(1);
-                    r
-                })
-                .collect();
-            progress.finish();
-            let bad_set: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
-            selected[s].retain(|i| !bad_set.contains(i));
-            for (i, path, error) in bad {
-                tracing::warn!("skipping corrupt image {path} ({} split, source index {i}): {error}", split.as_str());
-                skipped.push(SkippedImage { split, source_index: i, path, error });
-            }
+            skipped.extend(drop_corrupt(source, split, &mut plan.selected[split as usize], progress));
         }
     }
 
-    let mut builder = Manifest::builder(format!("lt-build {}", env!("CARGO_PKG_VERSION")), &names);
+    let mut builder = Manifest::builder(format!("lt-build {}", env!("CARGO_PKG_VERSION")), &plan.names);
     let mut stats = Stats::default();
     for split in Split::ALL {
-        let s = split as usize;
-        let labels = source.labels(split);
-        let mut order = selected[s].clone();
-        Rng::derive(opts.seed, &[0x5807, s as u64]).shuffle(&mut order);
-        let counts = profile::histogram(order.iter().map(|&i| labels[i]), classes);
-        let mut writer = SplitWriter::try_new(staging.path(), split, &names, &counts, opts.writer.clone())?;
-        progress.start(split.as_str(), order.len() as u64);
-        let mut split_stats = Stats::default();
-        for chunk in order.chunks(opts.chunk.max(1)) {
-            let rows: Vec<Result<(Row, Option<Stats>)>> = chunk
-                .par_iter()
-                .map(|&i| {
-                    let item = source.item(split, i)?;
-                    let path = item.path.clone();
-                    let (bytes, img) = encode_item(item, opts).map_err(|msg| BuildError::CorruptImage {
-                        split: split.as_str(),
-                        path: format!("{} (in {})", path, source.location()),
-                        msg,
-                    })?;
-                    // Per-image statistics, merged in order below (no lock on the hot path).
-                    let st = (split == Split::Train).then(|| {
-                        let mut st = Stats::default();
-                        st.add(&img, channels);
-                        st
-                    });
-                    progress.inc(1);
-                    let row = Row {
-                        image: bytes,
-                        path,
-                        label: labels[i] as i64,
-                        source_index: i as i64,
-                        height: img.height as i32,
-                        width: img.width as i32,
-                    };
-                    Ok((row, st))
-                })
-                .collect();
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let (row, st) = r?;
-                if let Some(st) = st {
-                    split_stats.merge(&st);
-                }
-                out.push(row);
-            }
-            writer.write_rows(out)?;
-        }
-        progress.finish();
+        let w = write_split(source, split, &plan.selected[split as usize], staging.path(), &plan.names, opts, progress)?;
         if split == Split::Train {
-            stats = split_stats;
+            stats = w.stats;
         }
-        builder = builder.split(split, &counts, writer.finish()?);
+        builder = builder.split(split, &w.counts, w.shards);
     }
 
+    let channels = source.channels();
     let (mean, std) = stats.mean_std(channels);
     let manifest = builder
         .command_line(opts.command_line.clone())
         .source(SourceInfo::new(source.kind(), source.location()))
-        .profile(ProfileInfo { class_order: order, n_max: opts.max_per_class, spec: prof, targets })
+        .profile(ProfileInfo { class_order: plan.class_order, n_max: opts.max_per_class, spec: plan.profile, targets: plan.targets })
         .seed(opts.seed)
         .selection(opts.selection)
-        .clamped(clamped)
+        .clamped(plan.clamped)
         .skipped(skipped)
         .channels(channels, mean, std)
         .thresholds(opts.thresholds)

@@ -473,24 +473,93 @@ pub struct Loader {
     total: Option<u64>,
 }
 
+
+/// Fills in `workers = 0` (one per core, as recipes write it) and refuses
+/// sizes of zero and an empty source.
+fn check_config(cfg: &mut LoaderConfig, source: &dyn EncodedSource) -> Result<()> {
+    if cfg.workers == 0 {
+        cfg.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    }
+    if cfg.views == 0 || cfg.pool_size == 0 || cfg.batch_size == 0 {
+        return Err(LoaderError::Config(format!(
+            "views ({}), pool size ({}) and batch size ({}) must all be > 0",
+            cfg.views, cfg.pool_size, cfg.batch_size
+        )));
+    }
+    if source.is_empty() {
+        return Err(LoaderError::Config("the source has no rows".into()));
+    }
+    Ok(())
+}
+
+/// Channels and (width, height) of one output view: the config's, else
+/// what the pipeline fixes, else those of the source's first image.
+fn output_shape(source: &dyn EncodedSource, pipeline: &Pipeline, cfg: &LoaderConfig) -> Result<(u8, (u32, u32))> {
+    let rgb_pipeline = pipeline.rgb_output();
+    let need_probe = cfg.channels.is_none() && !rgb_pipeline || cfg.image_size.is_none() && pipeline.size_from_source();
+    let probe = if need_probe {
+        let b = source.fetch(0)?;
+        Some(codec::decode(&b).map_err(|e| LoaderError::Corrupt { location: source.locate(0), source: e })?)
+    } else {
+        None
+    };
+    let channels = cfg.channels.unwrap_or_else(|| if rgb_pipeline { 3 } else { probe.as_ref().map_or(3, |p| p.channels) });
+    let out_size = match (cfg.image_size, &probe) {
+        (Some(s), _) => s,
+        (None, Some(p)) => pipeline.output_size((p.width, p.height)),
+        (None, None) => pipeline.output_size((0, 0)),
+    };
+    Ok((channels, out_size))
+}
+
+/// The threads of a running loader and the loader's ends of their channels.
+type Started = (Vec<JoinHandle<()>>, Receiver<Done>, Sender<()>, Sender<Box<dyn BatchStorage>>);
+
+/// Starts `cfg.workers` decode + augment workers and the dispatcher that
+/// feeds them the sampler's batches.
+fn spawn_threads(sh: &Arc<Shared>, sampler: Sampler, cfg: &LoaderConfig, batch_bytes: usize) -> Result<Started> {
+    let (jobs_tx, jobs_rx) = bounded::<Job>(cfg.workers * 4);
+    let (done_tx, done_rx) = bounded::<Done>(cfg.pool_size + cfg.workers + 1);
+    let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
+    let (pool_tx, pool_rx) = bounded::<Box<dyn BatchStorage>>(cfg.pool_size);
+    let mut threads = Vec::with_capacity(cfg.workers + 1);
+    for i in 0..cfg.workers {
+        let (sh, jobs, done, shut) = (sh.clone(), jobs_rx.clone(), done_tx.clone(), shutdown_rx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("lt-loader-worker-{i}"))
+                .spawn(move || worker(sh, jobs, done, shut))
+                .map_err(|e| LoaderError::Stopped(format!("cannot spawn worker: {e}")))?,
+        );
+    }
+    let d = Dispatch {
+        sh: sh.clone(),
+        sampler,
+        start: cfg.start,
+        epochs: cfg.epochs,
+        pool_size: cfg.pool_size,
+        batch_bytes,
+        allocator: cfg.allocator.clone(),
+        pool_rx,
+        jobs: jobs_tx,
+        done: done_tx,
+        shutdown: shutdown_rx,
+    };
+    threads.push(
+        std::thread::Builder::new()
+            .name("lt-loader-dispatch".into())
+            .spawn(move || d.run())
+            .map_err(|e| LoaderError::Stopped(format!("cannot spawn dispatcher: {e}")))?,
+    );
+    Ok((threads, done_rx, shutdown_tx, pool_tx))
+}
+
 impl Loader {
     /// Validates the configuration, resolves the output shape (reading row 0
     /// if the pipeline keeps the source size) and starts the threads.
     pub fn try_new(source: Arc<dyn EncodedSource>, pipeline: Pipeline, mut cfg: LoaderConfig) -> Result<Loader> {
         pipeline.validate()?;
-        if cfg.workers == 0 {
-            // Recipes write `workers = 0` for "one per core".
-            cfg.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        }
-        if cfg.views == 0 || cfg.pool_size == 0 || cfg.batch_size == 0 {
-            return Err(LoaderError::Config(format!(
-                "views ({}), pool size ({}) and batch size ({}) must all be > 0",
-                cfg.views, cfg.pool_size, cfg.batch_size
-            )));
-        }
-        if source.is_empty() {
-            return Err(LoaderError::Config("the source has no rows".into()));
-        }
+        check_config(&mut cfg, source.as_ref())?;
         let drop_last = cfg.drop_last.unwrap_or(!matches!(cfg.sampler, SamplerSpec::Sequential));
         let sampler = Sampler::try_new(cfg.sampler, source.labels(), cfg.seed, cfg.batch_size, drop_last)?;
         let steps_per_epoch = sampler.steps_per_epoch();
@@ -501,20 +570,7 @@ impl Loader {
                 cfg.batch_size
             )));
         }
-        let rgb_pipeline = pipeline.rgb_output();
-        let need_probe = cfg.channels.is_none() && !rgb_pipeline || cfg.image_size.is_none() && pipeline.size_from_source();
-        let probe = if need_probe {
-            let b = source.fetch(0)?;
-            Some(codec::decode(&b).map_err(|e| LoaderError::Corrupt { location: source.locate(0), source: e })?)
-        } else {
-            None
-        };
-        let channels = cfg.channels.unwrap_or_else(|| if rgb_pipeline { 3 } else { probe.as_ref().map_or(3, |p| p.channels) });
-        let out_size = match (cfg.image_size, &probe) {
-            (Some(s), _) => s,
-            (None, Some(p)) => pipeline.output_size((p.width, p.height)),
-            (None, None) => pipeline.output_size((0, 0)),
-        };
+        let (channels, out_size) = output_shape(source.as_ref(), &pipeline, &cfg)?;
         let sample_bytes = channels as usize * out_size.0 as usize * out_size.1 as usize;
         let batch_bytes = cfg.views * cfg.sampler.slots(cfg.batch_size) * sample_bytes;
         let sh = Arc::new(Shared {
@@ -529,39 +585,7 @@ impl Loader {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
         });
-        let (jobs_tx, jobs_rx) = bounded::<Job>(cfg.workers * 4);
-        let (done_tx, done_rx) = bounded::<Done>(cfg.pool_size + cfg.workers + 1);
-        let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
-        let (pool_tx, pool_rx) = bounded::<Box<dyn BatchStorage>>(cfg.pool_size);
-        let mut threads = Vec::with_capacity(cfg.workers + 1);
-        for i in 0..cfg.workers {
-            let (sh, jobs, done, shut) = (sh.clone(), jobs_rx.clone(), done_tx.clone(), shutdown_rx.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("lt-loader-worker-{i}"))
-                    .spawn(move || worker(sh, jobs, done, shut))
-                    .map_err(|e| LoaderError::Stopped(format!("cannot spawn worker: {e}")))?,
-            );
-        }
-        let d = Dispatch {
-            sh: sh.clone(),
-            sampler,
-            start: cfg.start,
-            epochs: cfg.epochs,
-            pool_size: cfg.pool_size,
-            batch_bytes,
-            allocator: cfg.allocator.clone(),
-            pool_rx,
-            jobs: jobs_tx,
-            done: done_tx,
-            shutdown: shutdown_rx,
-        };
-        threads.push(
-            std::thread::Builder::new()
-                .name("lt-loader-dispatch".into())
-                .spawn(move || d.run())
-                .map_err(|e| LoaderError::Stopped(format!("cannot spawn dispatcher: {e}")))?,
-        );
+        let (threads, done_rx, shutdown_tx, pool_tx) = spawn_threads(&sh, sampler, &cfg, batch_bytes)?;
         tracing::debug!(workers = cfg.workers, batch_bytes, ?out_size, channels, "loader started");
         Ok(Loader {
             sh,

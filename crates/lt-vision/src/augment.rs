@@ -797,6 +797,12 @@ impl PipelineSetting {
 pub struct Augmenter {
     pipeline: Pipeline,
     channels: u8,
+    scratch: Scratch,
+}
+
+/// The reused resizer and buffers of an [`Augmenter`]; each pipeline's
+/// view is a method, which reads the pipeline's spec by reference.
+struct Scratch {
     resizer: fr::Resizer,
     hwc: Vec<u8>,
     hwc2: Vec<u8>,
@@ -811,15 +817,8 @@ impl Augmenter {
         if channels != 1 && channels != 3 {
             return Err(VisionError::Invalid(format!("channels must be 1 or 3, got {channels}")));
         }
-        Ok(Augmenter {
-            pipeline,
-            channels,
-            resizer: fr::Resizer::new(),
-            hwc: Vec::new(),
-            hwc2: Vec::new(),
-            tmp: Vec::new(),
-            plan: Vec::new(),
-        })
+        let scratch = Scratch { resizer: fr::Resizer::new(), hwc: Vec::new(), hwc2: Vec::new(), tmp: Vec::new(), plan: Vec::new() };
+        Ok(Augmenter { pipeline, channels, scratch })
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -843,115 +842,127 @@ impl Augmenter {
         if out.len() != ow as usize * oh as usize * c {
             return Err(VisionError::Invalid(format!("output slot holds {} bytes, view needs {ow}x{oh}x{c}", out.len())));
         }
+        let sc = &mut self.scratch;
         match &self.pipeline {
-            Pipeline::Cifar(s) => {
-                let (ph, pw) = (img.height + 2 * s.padding, img.width + 2 * s.padding);
-                if ow > pw || oh > ph {
-                    return Err(VisionError::Invalid(format!(
-                        "cifar crop {ow}x{oh} is larger than the padded {pw}x{ph} image"
-                    )));
-                }
-                let top = rng.below((ph - oh + 1) as u64) as u32;
-                let left = rng.below((pw - ow + 1) as u64) as u32;
-                let flip = rng.bernoulli(s.flip);
-                pad_crop_flip_chw(img, s.padding, (ow, oh), top, left, flip, out);
-            }
-            Pipeline::ImageNet(s) => {
-                let s = s.clone();
-                let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
-                let flip = rng.bernoulli(s.flip);
-                resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-                if rng.bernoulli(s.jitter_p) {
-                    let jp = jitter_params(rng, s.jitter);
-                    color_jitter(&mut self.hwc, c, &jp);
-                }
-                if rng.bernoulli(s.grayscale) {
-                    to_grayscale(&mut self.hwc, c);
-                }
-                if rng.bernoulli(s.blur) {
-                    let sigma = rng.uniform(s.blur_sigma.0 as f64, s.blur_sigma.1 as f64) as f32;
-                    gaussian_blur(&mut self.hwc, ow as usize, oh as usize, c, sigma, &mut self.tmp);
-                }
-                write_chw(&self.hwc, ow as usize, oh as usize, c, flip, out);
-            }
-            Pipeline::RandAugment(s) => {
-                let s = s.clone();
-                let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
-                let flip = rng.bernoulli(s.flip);
-                resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-                // RandAugment's geometric ops are not mirror-symmetric, so the
-                // flip is applied first here, as torchvision orders them.
-                if flip {
-                    flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
-                }
-                crate::augment_randaugment::rand_augment(
-                    &mut self.hwc,
-                    &mut self.hwc2,
-                    ow as usize,
-                    oh as usize,
-                    c,
-                    s.n,
-                    s.m,
-                    rng,
-                );
-                write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
-            }
-            Pipeline::Randncls(s) => {
-                // torchvision draws in this order: crop, flip, RandomApply,
-                // ColorJitter's order and factors, then RandAugment.
-                let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
-                let flip = rng.bernoulli(s.flip);
-                resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-                // Rotate/shear/translate are not mirror-symmetric: flip first,
-                // as the authors' Compose does.
-                if flip {
-                    flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
-                }
-                if rng.bernoulli(s.jitter_p) {
-                    let jp = jitter_params(rng, s.jitter);
-                    crate::augment_timm::color_jitter_pil(&mut self.hwc, c, &jp);
-                }
-                s.rand_augment().apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
-                write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
-            }
+            Pipeline::Cifar(s) => cifar_view(s, img, rng, out_size, out),
+            Pipeline::ImageNet(s) => sc.imagenet_view(s, img, rng, out_size, out),
+            Pipeline::RandAugment(s) => sc.rand_augment_view(s, img, rng, out_size, out),
+            Pipeline::Randncls(s) => sc.randncls_view(s, img, rng, out_size, out),
             Pipeline::Eval(s) => {
-                let s = s.clone();
-                if self.pipeline.output_size((img.width, img.height)) != out_size {
+                let natural = self.pipeline.output_size((img.width, img.height));
+                if natural != out_size {
                     return Err(VisionError::Invalid(format!(
-                        "eval of a {}x{} image gives {:?}, but the batch holds {ow}x{oh} (mixed image sizes need a crop)",
-                        img.width,
-                        img.height,
-                        self.pipeline.output_size((img.width, img.height))
+                        "eval of a {}x{} image gives {natural:?}, but the batch holds {ow}x{oh} (mixed image sizes need a crop)",
+                        img.width, img.height,
                     )));
                 }
-                let (rw, rh) = match s.resize {
-                    Some(r) => shorter_side_size(img.width, img.height, r),
-                    None => (img.width, img.height),
-                };
-                let full = CropBox { top: 0, left: 0, height: img.height, width: img.width };
-                let resized: &[u8] = if (rw, rh) == (img.width, img.height) {
-                    &img.pixels
-                } else {
-                    resize_crop_into(&mut self.resizer, img, full, rw, rh, &mut self.hwc)?;
-                    &self.hwc
-                };
-                match s.crop {
-                    None => write_chw(resized, rw as usize, rh as usize, c, false, out),
-                    Some(cs) => {
-                        let (top, left) = (center_offset(rh, cs), center_offset(rw, cs));
-                        if cs > rw || cs > rh {
-                            return Err(VisionError::Invalid(format!(
-                                "eval crop {cs} is larger than the resized {rw}x{rh} image"
-                            )));
-                        }
-                        self.hwc2.clear();
-                        for y in 0..cs as usize {
-                            let start = ((top as usize + y) * rw as usize + left as usize) * c;
-                            self.hwc2.extend_from_slice(&resized[start..start + cs as usize * c]);
-                        }
-                        write_chw(&self.hwc2, cs as usize, cs as usize, c, false, out);
-                    }
+                sc.eval_view(s, img, out)
+            }
+        }
+    }
+}
+
+/// CIFAR: pad, random crop, flip.
+fn cifar_view(s: &CifarSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+    let (ph, pw) = (img.height + 2 * s.padding, img.width + 2 * s.padding);
+    if ow > pw || oh > ph {
+        return Err(VisionError::Invalid(format!("cifar crop {ow}x{oh} is larger than the padded {pw}x{ph} image")));
+    }
+    let top = rng.below((ph - oh + 1) as u64) as u32;
+    let left = rng.below((pw - ow + 1) as u64) as u32;
+    let flip = rng.bernoulli(s.flip);
+    pad_crop_flip_chw(img, s.padding, (ow, oh), top, left, flip, out);
+    Ok(())
+}
+
+impl Scratch {
+    /// ImageNet: random resized crop, flip, colour jitter, grayscale, blur.
+    fn imagenet_view(&mut self, s: &ImageNetSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+        let c = img.channels as usize;
+        let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
+        let flip = rng.bernoulli(s.flip);
+        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
+        if rng.bernoulli(s.jitter_p) {
+            let jp = jitter_params(rng, s.jitter);
+            color_jitter(&mut self.hwc, c, &jp);
+        }
+        if rng.bernoulli(s.grayscale) {
+            to_grayscale(&mut self.hwc, c);
+        }
+        if rng.bernoulli(s.blur) {
+            let sigma = rng.uniform(s.blur_sigma.0 as f64, s.blur_sigma.1 as f64) as f32;
+            gaussian_blur(&mut self.hwc, ow as usize, oh as usize, c, sigma, &mut self.tmp);
+        }
+        write_chw(&self.hwc, ow as usize, oh as usize, c, flip, out);
+        Ok(())
+    }
+
+    /// Random resized crop, flip, then RandAugment.
+    fn rand_augment_view(&mut self, s: &RandAugmentSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+        let c = img.channels as usize;
+        let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
+        let flip = rng.bernoulli(s.flip);
+        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
+        // RandAugment's geometric ops are not mirror-symmetric, so the
+        // flip is applied first here, as torchvision orders them.
+        if flip {
+            flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
+        }
+        crate::augment_randaugment::rand_augment(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c, s.n, s.m, rng);
+        write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
+        Ok(())
+    }
+
+    /// The GLMC authors' ImageNet-LT pipeline: crop, flip, colour jitter
+    /// (PIL's), then timm's RandAugment.
+    fn randncls_view(&mut self, s: &RandnclsSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+        let c = img.channels as usize;
+        // torchvision draws in this order: crop, flip, RandomApply,
+        // ColorJitter's order and factors, then RandAugment.
+        let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
+        let flip = rng.bernoulli(s.flip);
+        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
+        // Rotate/shear/translate are not mirror-symmetric: flip first,
+        // as the authors' Compose does.
+        if flip {
+            flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
+        }
+        if rng.bernoulli(s.jitter_p) {
+            let jp = jitter_params(rng, s.jitter);
+            crate::augment_timm::color_jitter_pil(&mut self.hwc, c, &jp);
+        }
+        s.rand_augment().apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
+        write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
+        Ok(())
+    }
+
+    /// Eval: shorter-side resize, then an optional center crop; no randomness.
+    fn eval_view(&mut self, s: &EvalSpec, img: &Decoded, out: &mut [u8]) -> Result<()> {
+        let c = img.channels as usize;
+        let (rw, rh) = match s.resize {
+            Some(r) => shorter_side_size(img.width, img.height, r),
+            None => (img.width, img.height),
+        };
+        let full = CropBox { top: 0, left: 0, height: img.height, width: img.width };
+        let resized: &[u8] = if (rw, rh) == (img.width, img.height) {
+            &img.pixels
+        } else {
+            resize_crop_into(&mut self.resizer, img, full, rw, rh, &mut self.hwc)?;
+            &self.hwc
+        };
+        match s.crop {
+            None => write_chw(resized, rw as usize, rh as usize, c, false, out),
+            Some(cs) => {
+                let (top, left) = (center_offset(rh, cs), center_offset(rw, cs));
+                if cs > rw || cs > rh {
+                    return Err(VisionError::Invalid(format!("eval crop {cs} is larger than the resized {rw}x{rh} image")));
                 }
+                self.hwc2.clear();
+                for y in 0..cs as usize {
+                    let start = ((top as usize + y) * rw as usize + left as usize) * c;
+                    self.hwc2.extend_from_slice(&resized[start..start + cs as usize * c]);
+                }
+                write_chw(&self.hwc2, cs as usize, cs as usize, c, false, out);
             }
         }
         Ok(())

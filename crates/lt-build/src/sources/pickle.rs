@@ -115,30 +115,72 @@ fn reduce(callable: Value, args: Value) -> Value {
 
 /// Parses one pickle.
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    let mut r = Reader { b: bytes, pos: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: HashMap<u64, Value> = HashMap::new();
+    let mut vm = Machine { r: Reader { b: bytes, pos: 0 }, stack: Vec::new(), memo: HashMap::new() };
     loop {
-        let at = r.pos;
-        let op = r.u8()?;
+        let at = vm.r.pos;
+        let op = vm.r.u8()?;
+        if op == b'.' {
+            return pop(&mut vm.stack, at); // STOP
+        }
+        vm.step(op, at)?;
+    }
+}
+
+/// The pickle virtual machine: the opcode stream, the stack and the memo.
+/// Each opcode family has its method, which returns `None` / `false` for
+/// an opcode outside its family.
+struct Machine<'a> {
+    r: Reader<'a>,
+    stack: Vec<Value>,
+    memo: HashMap<u64, Value>,
+}
+
+impl Machine<'_> {
+    /// Runs opcode `op`, read at byte `at`.
+    fn step(&mut self, op: u8, at: usize) -> Result<(), String> {
+        if let Some(v) = self.number(op, at)? {
+            self.stack.push(v);
+        } else if let Some(v) = self.text(op)? {
+            self.stack.push(v);
+        } else if !(self.framing(op, at)?
+            || self.collection(op, at)?
+            || self.add_items(op, at)?
+            || self.object(op, at)?
+            || self.memo_op(op, at)?
+            || self.stack_op(op, at)?)
+        {
+            return Err(err(at, format!("unsupported opcode 0x{op:02x}")));
+        }
+        Ok(())
+    }
+
+    /// PROTO and FRAME.
+    fn framing(&mut self, op: u8, at: usize) -> Result<bool, String> {
         match op {
             0x80 => {
-                let proto = r.u8()?;
+                let proto = self.r.u8()?;
                 if proto > 5 {
                     return Err(err(at, format!("unsupported pickle protocol {proto}")));
                 }
             }
             0x95 => {
-                r.u64()?; // FRAME length: frames are only a buffering hint.
+                self.r.u64()?; // FRAME length: frames are only a buffering hint.
             }
-            b'.' => return pop(&mut stack, at),
-            b'(' => stack.push(Value::Mark),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'J' => stack.push(Value::Int(r.u32()? as i32 as i64)),
-            b'K' => stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => stack.push(Value::Int(r.u16()? as i64)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// None, booleans, integers and floats.
+    fn number(&mut self, op: u8, at: usize) -> Result<Option<Value>, String> {
+        let r = &mut self.r;
+        Ok(Some(match op {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(r.u32()? as i32 as i64),
+            b'K' => Value::Int(r.u8()? as i64),
+            b'M' => Value::Int(r.u16()? as i64),
             0x8a | 0x8b => {
                 let n = if op == 0x8a { r.u8()? as usize } else { r.u32()? as usize };
                 let d = r.take(n)?;
@@ -152,113 +194,123 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
                 if n > 0 && n < 8 && d[n - 1] & 0x80 != 0 {
                     v -= 1i64 << (8 * n);
                 }
-                stack.push(Value::Int(v));
+                Value::Int(v)
             }
             b'I' | b'L' => {
                 let line = String::from_utf8_lossy(r.line()?).trim_end_matches('L').to_string();
-                let v = match line.as_str() {
+                match line.as_str() {
                     "00" => Value::Bool(false),
                     "01" => Value::Bool(true),
                     s => Value::Int(s.parse().map_err(|_| err(at, format!("bad integer {s:?}")))?),
-                };
-                stack.push(v);
+                }
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().unwrap()))),
+            b'G' => Value::Float(f64::from_be_bytes(r.take(8)?.try_into().unwrap())),
             b'F' => {
                 let s = String::from_utf8_lossy(r.line()?).into_owned();
-                stack.push(Value::Float(s.parse().map_err(|_| err(at, "bad float"))?));
+                Value::Float(s.parse().map_err(|_| err(at, "bad float"))?)
             }
-            b'U' => {
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Byte strings (Python 2 `str`, Python 3 `bytes`) and text.
+    fn text(&mut self, op: u8) -> Result<Option<Value>, String> {
+        let r = &mut self.r;
+        let bytes = |r: &mut Reader, n: usize| -> Result<Value, String> { Ok(Value::Bytes(r.take(n)?.to_vec())) };
+        let text = |r: &mut Reader, n: usize| -> Result<Value, String> { Ok(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned())) };
+        Ok(Some(match op {
+            b'U' | b'C' => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                bytes(r, n)?
             }
-            b'T' => {
+            b'T' | b'B' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'C' => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'B' => {
-                let n = r.u32()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                bytes(r, n)?
             }
             0x8e | 0x96 => {
                 let n = r.u64()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                bytes(r, n)?
             }
             0x8c => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+                text(r, n)?
             }
             b'X' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+                text(r, n)?
             }
             0x8d => {
                 let n = r.u64()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+                text(r, n)?
             }
             b'S' => {
                 // Protocol 0 string: a quoted repr; only simple quoting is handled.
                 let line = String::from_utf8_lossy(r.line()?).into_owned();
                 let s = line.trim_matches(|c| c == '\'' || c == '"');
-                stack.push(Value::Bytes(s.as_bytes().to_vec()));
+                Value::Bytes(s.as_bytes().to_vec())
             }
-            b'V' => {
-                let line = String::from_utf8_lossy(r.line()?).into_owned();
-                stack.push(Value::Str(line));
-            }
-            b'}' => stack.push(Value::Dict(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            0x8f => stack.push(Value::List(Vec::new())), // EMPTY_SET, kept as a list
-            b't' => {
-                let items = pop_mark(&mut stack, at)?;
-                stack.push(Value::Tuple(items));
-            }
-            b'l' => {
-                let items = pop_mark(&mut stack, at)?;
-                stack.push(Value::List(items));
-            }
+            b'V' => Value::Str(String::from_utf8_lossy(r.line()?).into_owned()),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// MARK, empty containers, and tuples, lists and dicts built from the
+    /// stack.
+    fn collection(&mut self, op: u8, at: usize) -> Result<bool, String> {
+        let stack = &mut self.stack;
+        let v = match op {
+            b'(' => Value::Mark,
+            b'}' => Value::Dict(Vec::new()),
+            b']' => Value::List(Vec::new()),
+            b')' => Value::Tuple(Vec::new()),
+            0x8f => Value::List(Vec::new()), // EMPTY_SET, kept as a list
+            b't' => Value::Tuple(pop_mark(stack, at)?),
+            b'l' => Value::List(pop_mark(stack, at)?),
             b'd' => {
-                let items = pop_mark(&mut stack, at)?;
-                let pairs = items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
-                stack.push(Value::Dict(pairs));
+                let items = pop_mark(stack, at)?;
+                Value::Dict(items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 if stack.len() < n {
                     return Err(err(at, "stack underflow"));
                 }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(items));
+                Value::Tuple(stack.split_off(stack.len() - n))
             }
+            _ => return Ok(false),
+        };
+        stack.push(v);
+        Ok(true)
+    }
+
+    /// APPEND(S) to the list and SETITEM(S) to the dict on top of the stack.
+    fn add_items(&mut self, op: u8, at: usize) -> Result<bool, String> {
+        let stack = &mut self.stack;
+        match op {
             b'a' => {
-                let v = pop(&mut stack, at)?;
+                let v = pop(stack, at)?;
                 match stack.last_mut() {
                     Some(Value::List(l)) => l.push(v),
                     _ => return Err(err(at, "APPEND to a non-list")),
                 }
             }
             b'e' | 0x90 => {
-                let items = pop_mark(&mut stack, at)?;
+                let items = pop_mark(stack, at)?;
                 match stack.last_mut() {
                     Some(Value::List(l)) => l.extend(items),
                     _ => return Err(err(at, "APPENDS to a non-list")),
                 }
             }
             b's' => {
-                let v = pop(&mut stack, at)?;
-                let k = pop(&mut stack, at)?;
+                let v = pop(stack, at)?;
+                let k = pop(stack, at)?;
                 match stack.last_mut() {
                     Some(Value::Dict(d)) => d.push((k, v)),
                     _ => return Err(err(at, "SETITEM on a non-dict")),
                 }
             }
             b'u' => {
-                let items = pop_mark(&mut stack, at)?;
+                let items = pop_mark(stack, at)?;
                 match stack.last_mut() {
                     Some(Value::Dict(d)) => {
                         for c in items.chunks(2) {
@@ -270,70 +322,91 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
                     _ => return Err(err(at, "SETITEMS on a non-dict")),
                 }
             }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// GLOBAL names and the objects made from them (REDUCE, NEWOBJ, BUILD);
+    /// nothing is executed.
+    fn object(&mut self, op: u8, at: usize) -> Result<bool, String> {
+        let stack = &mut self.stack;
+        match op {
             b'c' => {
-                let module = String::from_utf8_lossy(r.line()?).into_owned();
-                let name = String::from_utf8_lossy(r.line()?).into_owned();
+                let module = String::from_utf8_lossy(self.r.line()?).into_owned();
+                let name = String::from_utf8_lossy(self.r.line()?).into_owned();
                 stack.push(Value::Global(module, name));
             }
             0x93 => {
-                let name = pop(&mut stack, at)?.as_text().ok_or_else(|| err(at, "STACK_GLOBAL name"))?;
-                let module = pop(&mut stack, at)?.as_text().ok_or_else(|| err(at, "STACK_GLOBAL module"))?;
+                let name = pop(stack, at)?.as_text().ok_or_else(|| err(at, "STACK_GLOBAL name"))?;
+                let module = pop(stack, at)?.as_text().ok_or_else(|| err(at, "STACK_GLOBAL module"))?;
                 stack.push(Value::Global(module, name));
             }
             b'R' => {
-                let args = pop(&mut stack, at)?;
-                let callable = pop(&mut stack, at)?;
+                let args = pop(stack, at)?;
+                let callable = pop(stack, at)?;
                 stack.push(reduce(callable, args));
             }
             0x81 => {
-                let args = pop(&mut stack, at)?;
-                let cls = pop(&mut stack, at)?;
+                let args = pop(stack, at)?;
+                let cls = pop(stack, at)?;
                 stack.push(Value::Object { callable: Box::new(cls), args: Box::new(args), state: None });
             }
             b'b' => {
-                let st = pop(&mut stack, at)?;
+                let st = pop(stack, at)?;
                 match stack.last_mut() {
                     Some(Value::Object { state, .. }) => *state = Some(Box::new(st)),
                     Some(_) => {} // BUILD on plain values (e.g. dict state) is ignored
                     None => return Err(err(at, "BUILD on empty stack")),
                 }
             }
-            b'q' => {
-                let k = r.u8()? as u64;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| err(at, "PUT on empty stack"))?);
-            }
-            b'r' => {
-                let k = r.u32()? as u64;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| err(at, "PUT on empty stack"))?);
-            }
-            b'p' => {
-                let k: u64 = String::from_utf8_lossy(r.line()?).parse().map_err(|_| err(at, "bad PUT"))?;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| err(at, "PUT on empty stack"))?);
-            }
-            0x94 => {
-                let k = memo.len() as u64;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| err(at, "MEMOIZE on empty stack"))?);
-            }
-            b'h' | b'j' | b'g' => {
-                let k = match op {
-                    b'h' => r.u8()? as u64,
-                    b'j' => r.u32()? as u64,
-                    _ => String::from_utf8_lossy(r.line()?).parse().map_err(|_| err(at, "bad GET"))?,
-                };
-                stack.push(memo.get(&k).cloned().ok_or_else(|| err(at, format!("memo key {k} missing")))?);
-            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// PUT, MEMOIZE and GET.
+    fn memo_op(&mut self, op: u8, at: usize) -> Result<bool, String> {
+        let r = &mut self.r;
+        let put = match op {
+            b'q' => Some(r.u8()? as u64),
+            b'r' => Some(r.u32()? as u64),
+            b'p' => Some(String::from_utf8_lossy(r.line()?).parse().map_err(|_| err(at, "bad PUT"))?),
+            0x94 => Some(self.memo.len() as u64),
+            _ => None,
+        };
+        if let Some(k) = put {
+            let what = if op == 0x94 { "MEMOIZE on empty stack" } else { "PUT on empty stack" };
+            self.memo.insert(k, self.stack.last().cloned().ok_or_else(|| err(at, what))?);
+            return Ok(true);
+        }
+        let k = match op {
+            b'h' => r.u8()? as u64,
+            b'j' => r.u32()? as u64,
+            b'g' => String::from_utf8_lossy(r.line()?).parse().map_err(|_| err(at, "bad GET"))?,
+            _ => return Ok(false),
+        };
+        self.stack.push(self.memo.get(&k).cloned().ok_or_else(|| err(at, format!("memo key {k} missing")))?);
+        Ok(true)
+    }
+
+    /// POP, POP_MARK and DUP.
+    fn stack_op(&mut self, op: u8, at: usize) -> Result<bool, String> {
+        let stack = &mut self.stack;
+        match op {
             b'0' => {
-                pop(&mut stack, at)?;
+                pop(stack, at)?;
             }
             b'1' => {
-                pop_mark(&mut stack, at)?;
+                pop_mark(stack, at)?;
             }
             b'2' => {
                 let v = stack.last().cloned().ok_or_else(|| err(at, "DUP on empty stack"))?;
                 stack.push(v);
             }
-            other => return Err(err(at, format!("unsupported opcode 0x{other:02x}"))),
+            _ => return Ok(false),
         }
+        Ok(true)
     }
 }
 

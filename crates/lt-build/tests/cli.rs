@@ -260,7 +260,7 @@ fn recipe_build_section_supplies_defaults_and_flags_override_it() {
     assert_eq!(m.selection, Some(lt_core::profile::Selection::Ldam));
 }
 
-// ---- Red-team defects (issue 10): every bad input is exit 2 (inspect: 1
+// ---- Red-team defects: every bad input is exit 2 (inspect: 1
 // for a verification failure) with a message naming the file, row or flag,
 // never a panic. RELIABILITY.md lists them.
 

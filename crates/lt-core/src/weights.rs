@@ -1,4 +1,6 @@
-//! GLMC's weights and schedule (DESIGN §4).
+//! GLMC's weights and schedule (arXiv:2305.08661): the re-weighted label
+//! weights, the class-weighted sampler's per-class probabilities and the
+//! cumulative mixing weight α over the epochs.
 
 /// Class weights `v_c = n_c^(−p) / Σ_k n_k^(−p) · C` (re-weighted labels).
 pub fn label_weights(counts: &[usize], p: f64) -> Vec<f64> {

@@ -1,6 +1,7 @@
 //! # lt-loader
 //!
-//! The second streaming stage of lt-glmc (DESIGN §3): it turns lt-build's
+//! The second stage of lt-glmc's data path (lt-build → shards → lt-loader
+//! → trainer; see the README's loader section): it turns lt-build's
 //! shards into uint8 `(N, C, H, W)` batches, fast enough to keep a GPU busy.
 //!
 //! ```text

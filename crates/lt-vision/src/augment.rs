@@ -1,6 +1,8 @@
-//! Augmentation kernels and the pipelines of DESIGN §3 (plus
-//! `imagenet-randncls`, the GLMC authors' earlier ImageNet-LT /
-//! iNaturalist pipeline with timm's RandAugment, see [`RandnclsSpec`]).
+//! Augmentation kernels and the loader's pipelines ([`Pipeline::by_name`]:
+//! `cifar`, `imagenet`, `randaugment`, `eval`, `eval-identity`, and
+//! `imagenet-randncls`, the GLMC authors' earlier ImageNet-LT / iNaturalist
+//! pipeline with timm's RandAugment, see [`RandnclsSpec`]; the README's
+//! loader section lists what each does).
 //!
 //! Every kernel works on interleaved HWC `u8` buffers; a pipeline ends by
 //! writing one view as planar CHW `u8` into a caller-owned slice (a slot of a

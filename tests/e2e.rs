@@ -1,11 +1,12 @@
 //! Builder → shards → loader, end to end.
-use lt_e2e::{cargo_bin, required, run_ok};
+use lt_build::sources::{synth::SynthOptions, SourceOptions};
+use lt_build::BuildOptions;
+use lt_e2e::{lt_build, required};
 use lt_loader::loader::{Loader, LoaderConfig};
 use lt_loader::sampler::SamplerSpec;
 use lt_loader::source::{ShardSource, ShardSourceOptions};
 use lt_shards::Split;
 use lt_vision::augment::Pipeline;
-use std::process::Command;
 use std::sync::Arc;
 
 /// `lt-build` output feeds the loader directly: one instance-sampled epoch
@@ -14,8 +15,9 @@ use std::sync::Arc;
 fn lt_build_shards_feed_the_loader() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("synth-lt");
-    run_ok(Command::new(cargo_bin("lt-build", "lt-build")).args(["synth", "--classes", "5", "--per-class", "40", "--size", "16", "--if", "8", "--quiet", "-o"]).arg(&out));
-    let m = lt_shards::Manifest::load(&out).unwrap();
+    // lt-build synth --classes 5 --per-class 40 --size 16 --if 8 -o OUT
+    let synth = SynthOptions { classes: 5, train_per_class: 40, size: 16, ..Default::default() };
+    let m = lt_build("synth", None, &SourceOptions { synth, ..Default::default() }, &BuildOptions { imbalance: Some(8.0), ..Default::default() }, &out);
     let counts: Vec<usize> = m.classes.iter().map(|c| c.train).collect();
     assert_eq!(counts, lt_core::profile::exponential_counts(5, 40, 8.0).unwrap());
 
@@ -54,7 +56,8 @@ fn fashion_mnist_lt_class_balanced_batches() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("fm");
-    run_ok(Command::new(cargo_bin("lt-build", "lt-build")).arg("idx").arg(src).args(["--if", "100", "--quiet", "-o"]).arg(&out));
+    // lt-build idx /usr/share/datasets/fashion-mnist --if 100 -o OUT
+    lt_build("idx", Some(src), &SourceOptions::default(), &BuildOptions { imbalance: Some(100.0), ..Default::default() }, &out);
     let shards = Arc::new(ShardSource::open(&out, Split::Train, &ShardSourceOptions::default()).unwrap());
     let cfg = LoaderConfig::default()
         .with_batch_size(250)

@@ -1,39 +1,20 @@
-//! Shared helpers of the end-to-end tests (in the spirit of ripgrep's
-//! `tests/util.rs`): locate or build the workspace binaries, run them, and
-//! report their output on failure.
+//! Shared helpers of the end-to-end tests: build shards through lt-build's
+//! library entry point (what the `lt-build` binary runs after parsing its
+//! flags; its flag parsing is tested in crates/lt-build/tests/cli.rs), so
+//! no test has to build or locate a binary of another package.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use lt_build::sources::{self, SourceOptions};
+use lt_build::{BuildOptions, NoProgress};
+use lt_shards::Manifest;
+use std::path::Path;
 
-/// The workspace's target directory (the test binary lives in `target/<profile>/deps`).
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
-}
-
-/// Path to a workspace binary, building its package first when it is missing
-/// (`cargo test --workspace` builds it already).
-pub fn cargo_bin(name: &str, package: &str) -> PathBuf {
-    let p = target_dir().join(name);
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo).args(["build", "-p", package, "--bin", name]).status().expect("run cargo");
-        assert!(st.success(), "cargo build -p {package} failed");
-    }
-    p
-}
-
-/// Runs a command and panics with its output if it fails.
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed with {}:\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+/// Builds `kind` at `path` into `out` with `opts` (as `lt-build KIND PATH
+/// … -o OUT` does) and returns the manifest written.
+pub fn lt_build(kind: &str, path: Option<&Path>, src: &SourceOptions, opts: &BuildOptions, out: &Path) -> Manifest {
+    let mut source = sources::open(kind, path, src).unwrap_or_else(|e| panic!("lt-build {kind}: {e}"));
+    let report = lt_build::build(source.as_mut(), out, opts, &NoProgress).unwrap_or_else(|e| panic!("lt-build {kind}: {e}"));
+    assert_eq!(report.manifest, Manifest::load(out).unwrap(), "the manifest returned is the one written");
+    report.manifest
 }
 
 /// `true` when the environment variable is `1` (CI sets the LT_REQUIRE_* ones).

@@ -58,6 +58,10 @@ pub enum TrainError {
     /// override outside `finetune.*`).
     #[error("cannot fine-tune {}: {why}", path.display())]
     Finetune { path: PathBuf, why: String },
+    /// Fine-tuning found no shard directory recorded for the run (its
+    /// `report.json` is missing or names none); the `shards` option names one.
+    #[error("cannot find the shard directory of {}: {why}; name it with the shards option", run.display())]
+    ShardsOfRunUnknown { run: PathBuf, why: String },
     /// A fresh run into an output directory that already holds one.
     #[error("{} already holds {what}: resume it, or write to another output directory", path.display())]
     OutputTaken { path: PathBuf, what: &'static str },

@@ -52,7 +52,7 @@ use lt_glmc::loss::FinetuneLossFn;
 use lt_glmc::step::{HeadOnlyStep, Updater};
 use crate::train::{
     self, check_dataset, convert_layout, metrics_before, precision_config, setup, start_run_dir, workers, Dataset,
-    Observer, CHECKPOINT_DIR, RECIPE_FILE,
+    Observer, Setup, CHECKPOINT_DIR, RECIPE_FILE,
 };
 
 /// Default output directory, inside the source run directory.
@@ -114,7 +114,7 @@ pub fn resolve_recipe(run: &Path, overrides: &[(String, String)]) -> Result<Reci
     let mut recipe = Recipe::load(&rp)?;
     for (k, v) in overrides {
         if !k.starts_with("finetune.") {
-            return Err(fail(format!("--set {k}={v}: only finetune.* keys can be changed for fine-tuning")));
+            return Err(fail(format!("override {k}={v}: only finetune.* keys can be changed for fine-tuning")));
         }
         recipe.set(k, v)?;
     }
@@ -130,14 +130,12 @@ pub fn resolve_recipe(run: &Path, overrides: &[(String, String)]) -> Result<Reci
 /// at the end of a run).
 pub fn shards_of_run(run: &Path) -> Result<PathBuf> {
     let p = run.join(lt_report::REPORT_JSON);
-    let text = std::fs::read_to_string(&p).map_err(|e| TrainError::Finetune {
-        path: run.to_path_buf(),
-        why: format!("cannot find its shard directory ({}: {e}); pass --shards DIR", p.display()),
-    })?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| TrainError::ShardsOfRunUnknown { run: run.to_path_buf(), why: format!("{}: {e}", p.display()) })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| TrainError::Json { path: p.clone(), source })?;
-    v.pointer("/info/shards").and_then(|s| s.as_str()).map(PathBuf::from).ok_or_else(|| TrainError::Finetune {
-        path: run.to_path_buf(),
-        why: format!("{} names no shard directory; pass --shards DIR", p.display()),
+    v.pointer("/info/shards").and_then(|s| s.as_str()).map(PathBuf::from).ok_or_else(|| TrainError::ShardsOfRunUnknown {
+        run: run.to_path_buf(),
+        why: format!("{} names none", p.display()),
     })
 }
 
@@ -164,27 +162,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     };
     let out = opts.out.clone().unwrap_or_else(|| run.join(DEFAULT_OUT));
     let out_ckpt = out.join(CHECKPOINT_DIR);
-    let resume_err = |why: String| TrainError::Resume { path: out.clone(), why };
-    if opts.stop_after == Some(0) {
-        return Err(TrainError::Option { option: "stop_after", why: "must be >= 1".into() });
-    }
-    if out.canonicalize().ok().is_some_and(|o| run.canonicalize().ok() == Some(o)) {
-        return Err(TrainError::Finetune { path: run.clone(), why: "the output must be another directory than the run's own".into() });
-    }
-    // The source run is read (no trainer may write it meanwhile), the output
-    // written by this process only; then a killed writer's leftovers go.
-    let _source_lock = RunLock::shared(run)?;
-    let Some(_lock) = rundir::lock_run(&out, !opts.resume)? else {
-        return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
-    };
-    checkpoint::recover(&out_ckpt)?;
-    if opts.resume {
-        if !out_ckpt.join(checkpoint::STATE_FILE).is_file() {
-            return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
-        }
-    } else if out_ckpt.exists() {
-        return Err(TrainError::OutputTaken { path: out.clone(), what: "a fine-tuning run" });
-    }
+    let (_source_lock, _lock) = lock_runs(opts, &out)?;
 
     let prec = precision_config(&recipe.perf, device)?;
     let fmt = prec.memory_format;
@@ -194,47 +172,15 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
 
     let mut s = setup(&recipe, &ds, device)?;
     checkpoint::load_weights(&mut s.vs, &ckpt.join(checkpoint::MODEL_FILE))?;
-    s.vs.freeze();
-    for (name, t) in s.vs.variables() {
-        if name.starts_with(HEAD_PREFIX) {
-            let _ = t.set_requires_grad(true);
-        }
-    }
-    s.opt = Sgd::with_prefixes(&s.vs, &[HEAD_PREFIX], ft.sgd());
-    let names: Vec<&str> = s.opt.param_names().collect();
-    if names != ["head_cb.bias", "head_cb.weight"] {
-        return Err(TrainError::Finetune { path: run.clone(), why: format!("expected to train head_cb.bias and head_cb.weight, got {names:?}") });
-    }
+    train_head_only(&mut s, &ft, run)?;
     let mut maxnorm = MaxNorm::new(ft.thresh_ratio, ft.every());
-    let (mut done, mut global_step, mut records) = (0usize, 0u64, Vec::new());
-    let threshold = if opts.resume {
-        let change = rundir::check_resume_recipe(&out, &recipe, Stage::Finetune, checkpoint::load_state(&out_ckpt)?.epoch)?;
-        // Head weights and momentum from the fine-tuning checkpoint; the
-        // frozen variables there are the source's, bit for bit.
-        let st = checkpoint::load(&out_ckpt, &mut s.vs, &mut s.opt)?;
-        check_dataset(&st, &ds, &out)?;
-        let from = st.extra.get(EXTRA_SOURCE_EPOCH).and_then(|v| v.as_u64());
-        if from != Some(state.epoch as u64) {
-            return Err(resume_err(format!(
-                "it fine-tunes {} after epoch {}, but that run's checkpoint is now at epoch {}",
-                run.display(),
-                from.map_or("?".to_string(), |e| e.to_string()),
-                state.epoch
-            )));
-        }
-        let t = st.extra.get(EXTRA_THRESHOLD).and_then(|v| v.as_f64());
-        let t = t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?;
-        maxnorm = maxnorm.with_threshold(t)?;
-        if change != ResumeChange::Same {
-            rundir::save_recipe(&out, &recipe)?;
-        }
-        done = st.epoch;
-        global_step = st.step;
-        records = metrics_before(&out, done)?;
-        t
+    let (mut done, global_step, mut records, threshold) = if opts.resume {
+        let r = restore(&out, &recipe, &ds, &mut s, state.epoch, run)?;
+        maxnorm = maxnorm.with_threshold(r.3)?;
+        r
     } else {
         start_run_dir(&out, &recipe)?;
-        maxnorm.set_threshold(&s.net.head_cb.ws)?
+        (0, 0, Vec::new(), maxnorm.set_threshold(&s.net.head_cb.ws)?)
     };
     convert_layout(&mut s, fmt)?;
 
@@ -244,26 +190,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     let stop = opts.stop_after.map_or(epochs, |n| (done + n).min(epochs));
     let mut last_eval = None;
     if done < stop {
-        let cfg = LoaderConfig::default()
-            .with_batch_size(b)
-            .with_views(1)
-            .with_workers(workers(&recipe.loader))
-            .with_pool_size(recipe.loader.pool_size)
-            .with_sampler(match ft.sampling {
-                FinetuneSampling::Instance => SamplerSpec::Instance,
-                // P(i) ∝ n_{y_i}^(−1): every class equally likely.
-                FinetuneSampling::ClassBalanced => SamplerSpec::ClassWeighted { q: 1.0 },
-            })
-            .with_channels(s.in_channels as u8)
-            .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
-            .with_epochs(stop as u64)
-            .with_state(LoaderState { seed, position: Position { epoch: done as u64, step: 0 } })
-            .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
-        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg).map_err(|e| {
-            let rows = ds.train.len();
-            let remedy = format!("use a smaller finetune.batch_size (at most {rows}; --set finetune.batch_size=N)");
-            rundir::batch_error(e.into(), "finetune.batch_size", &remedy, b, rows)
-        })?;
+        let mut loader = finetune_loader(&recipe, &ds, &s, device, done, stop)?;
         let schedule = ft.schedule();
         let mut step = HeadOnlyStep { loss: FinetuneLossFn::try_new(ft.loss, ft.cb_beta, &ds.counts, device)?, maxnorm };
         // The head runs in full precision (the frozen encoder may run under
@@ -316,24 +243,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         counts: ds.counts.clone(),
         fingerprint: ds.fingerprint.clone(),
     };
-    // The trainer's report describes the first stage; say what this stage did.
-    let note = format!(
-        "**MaxNorm fine-tuning of g_cb** from `{}` (after its epoch {}): encoder and other heads frozen, \
-         loss {:?}, {:?} sampling, {} epochs, batch {b}, lr {} ({:?}), momentum {}, wd {}, \
-         MaxNorm t = {} (threshold {threshold:.6} on the row norms), projected per {}. \
-         The table and curves below are this stage's; evaluation uses g_cb.\n\n",
-        run.display(),
-        state.epoch,
-        ft.loss,
-        ft.sampling,
-        epochs,
-        ft.lr,
-        ft.schedule,
-        ft.momentum,
-        ft.weight_decay,
-        ft.thresh_ratio,
-        if ft.per_epoch { "epoch" } else { "iteration" },
-    );
+    let note = stage_note(run, state.epoch, &ft, b, threshold);
     let md = lt_report::write_report(&out, &recipe.report_header(), &info, &records, &last_eval, Some(&note))?;
     Ok(FinetuneOutcome {
         out,
@@ -346,6 +256,135 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         dataset: ds,
         report: md,
     })
+}
+
+/// The source run is read (no trainer may write it meanwhile), the output
+/// written by this process only; then a killed writer's leftovers go.
+/// Refuses an output that is the run itself, a fresh start over an earlier
+/// fine-tuning run, and a resume without its checkpoint.
+fn lock_runs(opts: &FinetuneOptions, out: &Path) -> Result<(RunLock, RunLock)> {
+    let (run, out_ckpt) = (&opts.run, out.join(CHECKPOINT_DIR));
+    let resume_err = |why: String| TrainError::Resume { path: out.to_path_buf(), why };
+    if opts.stop_after == Some(0) {
+        return Err(TrainError::Option { option: "stop_after", why: "must be >= 1".into() });
+    }
+    if out.canonicalize().ok().is_some_and(|o| run.canonicalize().ok() == Some(o)) {
+        return Err(TrainError::Finetune { path: run.clone(), why: "the output must be another directory than the run's own".into() });
+    }
+    let source_lock = RunLock::shared(run)?;
+    let Some(lock) = rundir::lock_run(out, !opts.resume)? else {
+        return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
+    };
+    checkpoint::recover(&out_ckpt)?;
+    if opts.resume {
+        if !out_ckpt.join(checkpoint::STATE_FILE).is_file() {
+            return Err(resume_err(format!("no fine-tuning checkpoint in {}", out_ckpt.display())));
+        }
+    } else if out_ckpt.exists() {
+        return Err(TrainError::OutputTaken { path: out.to_path_buf(), what: "a fine-tuning run" });
+    }
+    Ok((source_lock, lock))
+}
+
+/// Freezes everything but g_cb and gives the optimizer g_cb's two tensors.
+fn train_head_only(s: &mut Setup, ft: &FinetuneSection, run: &Path) -> Result<()> {
+    s.vs.freeze();
+    for (name, t) in s.vs.variables() {
+        if name.starts_with(HEAD_PREFIX) {
+            let _ = t.set_requires_grad(true);
+        }
+    }
+    s.opt = Sgd::with_prefixes(&s.vs, &[HEAD_PREFIX], ft.sgd());
+    let names: Vec<&str> = s.opt.param_names().collect();
+    if names != ["head_cb.bias", "head_cb.weight"] {
+        let why = format!("expected to train head_cb.bias and head_cb.weight, got {names:?}");
+        return Err(TrainError::Finetune { path: run.to_path_buf(), why });
+    }
+    Ok(())
+}
+
+/// Resumes a fine-tuning run in `out` from its checkpoint (head weights and
+/// momentum; the frozen variables there are the source's, bit for bit),
+/// after checking it still fine-tunes the source run's checkpoint of
+/// `source_epoch`; returns the epochs done, the global step, the records so
+/// far and the MaxNorm threshold.
+fn restore(
+    out: &Path,
+    recipe: &Recipe,
+    ds: &Dataset,
+    s: &mut Setup,
+    source_epoch: usize,
+    run: &Path,
+) -> Result<(usize, u64, Vec<EpochRecord>, f64)> {
+    let out_ckpt = out.join(CHECKPOINT_DIR);
+    let resume_err = |why: String| TrainError::Resume { path: out.to_path_buf(), why };
+    let change = rundir::check_resume_recipe(out, recipe, Stage::Finetune, checkpoint::load_state(&out_ckpt)?.epoch)?;
+    let st = checkpoint::load(&out_ckpt, &mut s.vs, &mut s.opt)?;
+    check_dataset(&st, ds, out)?;
+    let from = st.extra.get(EXTRA_SOURCE_EPOCH).and_then(|v| v.as_u64());
+    if from != Some(source_epoch as u64) {
+        return Err(resume_err(format!(
+            "it fine-tunes {} after epoch {}, but that run's checkpoint is now at epoch {source_epoch}",
+            run.display(),
+            from.map_or("?".to_string(), |e| e.to_string()),
+        )));
+    }
+    let t = st.extra.get(EXTRA_THRESHOLD).and_then(|v| v.as_f64());
+    let t = t.ok_or_else(|| resume_err(format!("its checkpoint has no {EXTRA_THRESHOLD}")))?;
+    if change != ResumeChange::Same {
+        rundir::save_recipe(out, recipe)?;
+    }
+    Ok((st.epoch, st.step, metrics_before(out, st.epoch)?, t))
+}
+
+/// The fine-tuning loader from epoch `done` up to `stop`: one view, the
+/// stage's sampler and batch size.
+fn finetune_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, done: usize, stop: usize) -> Result<Loader> {
+    let ft = recipe.finetune.unwrap_or_default();
+    let b = ft.batch_size.unwrap_or(recipe.train.batch_size);
+    let cfg = LoaderConfig::default()
+        .with_batch_size(b)
+        .with_views(1)
+        .with_workers(workers(&recipe.loader))
+        .with_pool_size(recipe.loader.pool_size)
+        .with_sampler(match ft.sampling {
+            FinetuneSampling::Instance => SamplerSpec::Instance,
+            // P(i) ∝ n_{y_i}^(−1): every class equally likely.
+            FinetuneSampling::ClassBalanced => SamplerSpec::ClassWeighted { q: 1.0 },
+        })
+        .with_channels(s.in_channels as u8)
+        .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+        .with_epochs(stop as u64)
+        .with_state(LoaderState { seed: recipe.train.seed, position: Position { epoch: done as u64, step: 0 } })
+        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
+    Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg).map_err(|e| {
+        let rows = ds.train.len();
+        let remedy = format!("use a smaller finetune.batch_size (at most {rows})");
+        rundir::batch_error(e.into(), "finetune.batch_size", &remedy, b, rows)
+    })
+}
+
+/// The paragraph the report opens with: the trainer's report describes the
+/// first stage, this says what the second did.
+fn stage_note(run: &Path, source_epoch: usize, ft: &FinetuneSection, b: usize, threshold: f64) -> String {
+    let epochs = ft.epochs;
+    format!(
+        "**MaxNorm fine-tuning of g_cb** from `{}` (after its epoch {}): encoder and other heads frozen, \
+         loss {:?}, {:?} sampling, {} epochs, batch {b}, lr {} ({:?}), momentum {}, wd {}, \
+         MaxNorm t = {} (threshold {threshold:.6} on the row norms), projected per {}. \
+         The table and curves below are this stage's; evaluation uses g_cb.\n\n",
+        run.display(),
+        source_epoch,
+        ft.loss,
+        ft.sampling,
+        epochs,
+        ft.lr,
+        ft.schedule,
+        ft.momentum,
+        ft.weight_decay,
+        ft.thresh_ratio,
+        if ft.per_epoch { "epoch" } else { "iteration" },
+    )
 }
 
 #[cfg(test)]

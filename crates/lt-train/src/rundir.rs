@@ -212,7 +212,7 @@ pub fn check_resume_recipe(out: &Path, recipe: &Recipe, stage: Stage, done: usiz
     }
     let key = stage.epochs_key();
     let sched = stage.schedule(recipe);
-    let to_do = "keep its epochs (resume without --epochs), or start a new run with the epochs you want";
+    let to_do = "keep its epochs, or start a new run with the epochs you want";
     if sched != ScheduleName::Constant {
         let skey = match stage {
             Stage::Train => "optim.schedule",
@@ -232,7 +232,7 @@ pub fn check_resume_recipe(out: &Path, recipe: &Recipe, stage: Stage, done: usiz
         )));
     }
     if to < done {
-        return Err(resume_err(format!("{key} = {to}, but the run has already done {done} epochs; pass --epochs {done} or more")));
+        return Err(resume_err(format!("{key} = {to}, but the run has already done {done} epochs; set it to {done} or more")));
     }
     Ok(ResumeChange::Extend { from, to })
 }

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind};
 
-use lt_glmc::amp::{LossScaleState, MemoryFormat, PrecisionConfig};
+use lt_glmc::amp::{LossScaleState, LossScaler, MemoryFormat, PrecisionConfig};
 use lt_glmc::checkpoint::{self, TrainState};
 use crate::error::{GlmcError, Result, TrainError};
 use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
@@ -550,56 +550,24 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     check_pipelines(recipe, &ds)?;
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
-    let resume_err = |why: String| TrainError::Resume { path: out.clone(), why };
     // One writer per run directory (held by the outcome, so lt-train keeps
     // it until its report is written), then a killed writer's repairs.
     let Some(_lock) = crate::rundir::lock_run(&out, !opts.resume)? else {
-        return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
+        return Err(TrainError::Resume { path: out.clone(), why: format!("no checkpoint in {}", ckpt.display()) });
     };
     checkpoint::recover(&ckpt)?;
 
     let mut s = setup(recipe, &ds, opts.device)?;
-    let seed = recipe.train.seed;
     let mut scaler = prec.loss_scaler();
-    let mut rng = GlmcStep::rng_for_seed(seed);
-    let mut start = LoopStart::default();
-    let mut records = Vec::new();
-    if opts.resume {
-        if !ckpt.join(checkpoint::STATE_FILE).exists() {
-            return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
-        }
-        // The saved recipe, or the same with more epochs where that is well defined.
-        let change = crate::rundir::check_resume_recipe(&out, recipe, crate::rundir::Stage::Train, checkpoint::load_state(&ckpt)?.epoch)?;
-        let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
-        check_dataset(&state, &ds, &out)?;
-        if change != crate::rundir::ResumeChange::Same {
-            crate::rundir::save_recipe(&out, recipe)?;
-        }
-        if state.step_in_epoch != 0 {
-            // A mid-epoch checkpoint: the epoch's loss sums so far come back
-            // with it, so the epoch's record is the uninterrupted run's.
-            let v = state.extra.get(EXTRA_EPOCH_ACC).cloned().unwrap_or_default();
-            let a: AccState = serde_json::from_value(v)
-                .map_err(|e| resume_err(format!("the mid-epoch checkpoint has no valid epoch sums: {e}")))?;
-            start.step_in_epoch = state.step_in_epoch as usize;
-            start.sums = Some(a);
-        }
-        if let Some(sc) = &mut scaler {
-            let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
-            let st: LossScaleState = serde_json::from_value(v)
-                .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
-            sc.set_state(st)?;
-        }
-        rng = Rng::from_state(state.rng);
-        start.epoch = state.epoch;
-        start.step = state.step;
-        records = metrics_before(&out, start.epoch)?;
+    let (start, rng, mut records) = if opts.resume {
+        restore(opts, &ds, &mut s, scaler.as_mut())?
     } else {
         if ckpt.exists() {
             return Err(TrainError::OutputTaken { path: out.clone(), what: "a run" });
         }
         start_run_dir(&out, recipe)?;
-    }
+        (LoopStart::default(), GlmcStep::rng_for_seed(recipe.train.seed), Vec::new())
+    };
 
     // Channels-last: once, after the initialisation or the checkpoint load
     // and before the first step.
@@ -607,7 +575,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let mut upd = Updater::new(s.vs.trainable_variables(), scaler);
     let mut trace = match &opts.trace {
         Some(_) if opts.resume => {
-            return Err(TrainError::Option { option: "trace", why: "a trace starts with the initial weights: trace a fresh run, not a resumed one".into() })
+            let why = "a trace starts with the initial weights: trace a fresh run, not a resumed one".into();
+            return Err(TrainError::Option { option: "trace", why });
         }
         Some(dir) => Some(crate::trace::Trace::create(dir, &s.vs)?),
         None => None,
@@ -619,29 +588,11 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let mut last_eval = None;
     if epoch < stop {
         let mut step = method_step(recipe, rng);
-        let b = recipe.train.batch_size;
-        let sampler = if step.views() == 2 { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
-        let cfg = LoaderConfig::default()
-            .with_batch_size(b)
-            .with_views(step.views())
-            .with_workers(workers(&recipe.loader))
-            .with_pool_size(recipe.loader.pool_size)
-            .with_sampler(sampler)
-            .with_drop_last(drop_last(recipe, ds.train.len()))
-            .with_channels(s.in_channels as u8)
-            .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
-            .with_epochs(stop as u64)
-            .with_state(LoaderState { seed, position: Position { epoch: epoch as u64, step: start.step_in_epoch as u64 } })
-            .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && opts.device.is_cuda())));
-        let mut loader = Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg)
-            .map_err(|e| {
-                let rows = ds.train.len();
-                let remedy = format!("use a smaller --batch-size (at most {rows}), or train.drop_last = false");
-                crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
-            })?;
+        let mut loader = train_loader(recipe, &ds, &s, opts.device, step.views(), &start, stop)?;
         let steps = loader.steps_per_epoch();
         if start.step_in_epoch >= steps {
-            return Err(resume_err(format!("the checkpoint is at step {} of an epoch of {steps} steps", start.step_in_epoch)));
+            let why = format!("the checkpoint is at step {} of an epoch of {steps} steps", start.step_in_epoch);
+            return Err(TrainError::Resume { path: out.clone(), why });
         }
         let schedule = recipe.optim.schedule();
         let lr = |e: usize| schedule.lr(recipe.optim.lr, e, epochs);
@@ -656,8 +607,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             ckpt: &ckpt,
             epochs,
             stop,
-            batch_size: b,
-            seed,
+            batch_size: recipe.train.batch_size,
+            seed: recipe.train.seed,
             checkpoint_every: opts.checkpoint_every,
             lr: &lr,
             alpha: &alpha,
@@ -672,6 +623,76 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
     }
     Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds, _lock })
+}
+
+/// Resumes `opts.out` from its checkpoint: checks the recipe (saving it when
+/// a resume may change it, e.g. more epochs) and the dataset against the
+/// run, loads the weights and the optimizer into `s` and the loss scale into
+/// `scaler`; returns where the epoch loop starts (mid-epoch with the epoch's
+/// loss sums so far), the method's RNG and the records of the epochs done.
+fn restore(
+    opts: &TrainOptions,
+    ds: &Dataset,
+    s: &mut Setup,
+    scaler: Option<&mut LossScaler>,
+) -> Result<(LoopStart, Rng, Vec<EpochRecord>)> {
+    let (out, recipe) = (&opts.out, &opts.recipe);
+    let ckpt = out.join(CHECKPOINT_DIR);
+    let resume_err = |why: String| TrainError::Resume { path: out.clone(), why };
+    if !ckpt.join(checkpoint::STATE_FILE).exists() {
+        return Err(resume_err(format!("no checkpoint in {}", ckpt.display())));
+    }
+    // The saved recipe, or the same with more epochs where that is well defined.
+    let change = crate::rundir::check_resume_recipe(out, recipe, crate::rundir::Stage::Train, checkpoint::load_state(&ckpt)?.epoch)?;
+    let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
+    check_dataset(&state, ds, out)?;
+    if change != crate::rundir::ResumeChange::Same {
+        crate::rundir::save_recipe(out, recipe)?;
+    }
+    let mut start = LoopStart { epoch: state.epoch, step: state.step, ..LoopStart::default() };
+    if state.step_in_epoch != 0 {
+        // A mid-epoch checkpoint: the epoch's loss sums so far come back
+        // with it, so the epoch's record is the uninterrupted run's.
+        let v = state.extra.get(EXTRA_EPOCH_ACC).cloned().unwrap_or_default();
+        let a: AccState =
+            serde_json::from_value(v).map_err(|e| resume_err(format!("the mid-epoch checkpoint has no valid epoch sums: {e}")))?;
+        start.step_in_epoch = state.step_in_epoch as usize;
+        start.sums = Some(a);
+    }
+    if let Some(sc) = scaler {
+        let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
+        let st: LossScaleState = serde_json::from_value(v)
+            .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
+        sc.set_state(st)?;
+    }
+    let records = metrics_before(out, start.epoch)?;
+    Ok((start, Rng::from_state(state.rng), records))
+}
+
+/// The training loader of a run from `start` up to epoch `stop`: the
+/// method's views and sampler, the recipe's workers and corrupt-image
+/// policy, tensor-backed (pinned on CUDA) buffers.
+fn train_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, views: usize, start: &LoopStart, stop: usize) -> Result<Loader> {
+    let b = recipe.train.batch_size;
+    let sampler = if views == 2 { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
+    let position = Position { epoch: start.epoch as u64, step: start.step_in_epoch as u64 };
+    let cfg = LoaderConfig::default()
+        .with_batch_size(b)
+        .with_views(views)
+        .with_workers(workers(&recipe.loader))
+        .with_pool_size(recipe.loader.pool_size)
+        .with_sampler(sampler)
+        .with_drop_last(drop_last(recipe, ds.train.len()))
+        .with_channels(s.in_channels as u8)
+        .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+        .with_epochs(stop as u64)
+        .with_state(LoaderState { seed: recipe.train.seed, position })
+        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));
+    Loader::try_new(ds.train.clone(), recipe.loader.augment.resolve()?, cfg).map_err(|e| {
+        let rows = ds.train.len();
+        let remedy = format!("use a smaller train.batch_size (at most {rows}), or train.drop_last = false");
+        crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
+    })
 }
 
 /// Whether the training loader drops the last partial batch: as the recipe

@@ -255,7 +255,7 @@ fn resume_flags_show_only_what_differs_and_batch_size_is_named() {
     let big = tmp.path().join("big");
     let err = assert_refused(
         &[s, "--recipe", r, "--batch-size", "100000", "--set", "train.drop_last=true", "--device", "cpu", "-q", "--out", big.to_str().unwrap()],
-        &["train.batch_size", "--batch-size (at most 24)"],
+        &["invalid train.batch_size (--batch-size)", "(at most 24)"],
     );
     assert!(!err.contains("set drop_last = false"), "{err}");
 }

@@ -242,6 +242,18 @@ fn flagged(e: TrainError, cmd: Command) -> anyhow::Error {
             anyhow!("{} already holds {what} (use {resume}, or another --out)", path.display())
         }
         TrainError::Option { option, why } => anyhow!("--{}: {why}", option.replace('_', "-")),
+        TrainError::ShardsOfRunUnknown { run, why } => {
+            anyhow!("cannot find the shard directory of {}: {why}; pass --shards DIR", run.display())
+        }
+        TrainError::Recipe { key, why } => {
+            let flag = match (key, cmd) {
+                ("train.batch_size", Command::Train) => "--batch-size".to_string(),
+                ("train.epochs", Command::Train) | ("finetune.epochs", Command::Finetune) => "--epochs".to_string(),
+                ("train.seed", Command::Train) => "--seed".to_string(),
+                _ => format!("--set {key}=VALUE"),
+            };
+            anyhow!("invalid {key} ({flag}): {why}")
+        }
         e => e.into(),
     }
 }

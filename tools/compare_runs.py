@@ -9,7 +9,7 @@ directory per seed). Prints, as Markdown:
   - a per-epoch top-1 table (mean over seeds) for every evaluated epoch;
   - with --check REF=CAND pairs: whether CAND's mean lies within REF's
     mean +- max(2 std, 2.5 points), metric by metric (the fidelity criterion
-    of issue 9), exiting 1 when one does not.
+    of benches/RESULTS.md), exiting 1 when one does not.
 
   python3 tools/compare_runs.py h-glmc=runs/h-glmc-1,runs/h-glmc-2 lt-glmc=runs/lt-glmc-1,runs/lt-glmc-2 \\
       --check h-glmc=lt-glmc

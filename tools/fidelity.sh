@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fidelity check (issue 9): lt-train against the reference harness
+# Fidelity check: lt-train against the reference harness
 # (tools/glmc_harness.py, the authors' training loop in PyTorch) on the same
 # real Fashion-MNIST-LT shards, GLMC and cross-entropy, several seeds, then
 # an epoch-by-epoch comparison (tools/compare_runs.py).

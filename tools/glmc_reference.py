@@ -5,8 +5,8 @@ GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning for
 Long-tailed Visual Recognitions", CVPR 2023 (arXiv:2305.08661).
 
 This script is deliberately NOT a port of the Rust code: it implements the
-equations of DESIGN.md section 4 directly with torch.nn / torch.nn.functional /
-torch.optim and writes what they give for fixed inputs, a fixed lambda and a
+GLMC equations (as the authors' code computes them) directly with
+torch.nn / torch.nn.functional / torch.optim and writes what they give for fixed inputs, a fixed lambda and a
 fixed CutMix box. The Rust tests (crates/lt-glmc/tests/golden.rs) load the
 committed fixtures, so they need no Python.
 
@@ -92,7 +92,7 @@ def state(model):
 
 
 # ----------------------------------------------------------------------------
-# The GLMC equations (DESIGN.md section 4)
+# The GLMC equations
 # ----------------------------------------------------------------------------
 # soft_ce(logits, t) = CE(logits, t) = -mean_i sum_c t_ic log softmax_ic
 # (glmc_gpu_reference.soft_ce).

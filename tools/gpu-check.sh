@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 5, for a machine with an NVIDIA GPU and PyTorch 2.11
+# The GPU check, for a machine with an NVIDIA GPU and PyTorch 2.11
 # but no Rust toolchain. Runs from the kit tools/make-gpu-kit.sh assembles
 # (binaries built beforehand + small shard sets, ≤ 64 MiB) in under 8 minutes:
 #

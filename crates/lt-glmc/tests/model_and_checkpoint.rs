@@ -232,7 +232,7 @@ fn functions(src: &str) -> Vec<(String, bool, String)> {
     out
 }
 
-/// Issue 10: `checkpoint_round_trip_resumes_exactly` failed in the full
+/// `checkpoint_round_trip_resumes_exactly` failed in the full
 /// suite because other tests of its binary drew from libtorch's global
 /// generator (model initialisation, `randn`) between its `manual_seed` and
 /// its draws. In every test binary that sets global libtorch state, each
@@ -290,7 +290,7 @@ fn state(epoch: usize, step: u64) -> TrainState {
     TrainState { epoch, step, step_in_epoch: 0, lr: 0.1, rng: [1, 2, 3, 4], loader: serde_json::Value::Null, extra: serde_json::Value::Null }
 }
 
-/// Issue 10 (4a): a NaN in a BatchNorm running statistic (a buffer, not a
+/// A NaN in a BatchNorm running statistic (a buffer, not a
 /// parameter: the loss can stay finite) is refused before anything is
 /// written, and the message says what stays.
 #[test]
@@ -332,7 +332,7 @@ fn non_finite_weights_or_buffers_are_not_saved() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary was left behind");
 }
 
-/// Issue 10 (4c, 4d): what a killed writer leaves is repaired at start.
+/// What a killed writer leaves is repaired at start.
 #[test]
 fn recover_removes_dead_writers_temporaries_and_restores_a_moved_checkpoint() {
     let _g = torch_lock();

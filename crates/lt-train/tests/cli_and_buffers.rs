@@ -115,7 +115,7 @@ fn assert_refused(args: &[&str], needles: &[&str]) -> String {
     err
 }
 
-/// Issue 10 (2): `--threads 0` panicked inside tch.
+/// `--threads 0` panicked inside tch.
 #[test]
 fn zero_threads_are_refused_naming_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
@@ -129,7 +129,7 @@ fn zero_threads_are_refused_naming_the_flag() {
     assert_refused(&["finetune", out.to_str().unwrap(), "--threads", "0", "--device", "cpu"], &["--threads", "0"]);
 }
 
-/// Issue 10 (8): `lt-train help` opened `help/manifest.json`.
+/// `lt-train help` opened `help/manifest.json`.
 #[test]
 fn help_is_a_subcommand_and_the_help_texts_name_the_subcommands() {
     let (code, out, err) = run_cli(&["help"]);
@@ -151,7 +151,7 @@ fn help_is_a_subcommand_and_the_help_texts_name_the_subcommands() {
     assert_refused(&[], &["SHARDS"]);
 }
 
-/// Issue 10 (3): a second writer of a run directory is refused while the
+/// A second writer of a run directory is refused while the
 /// first holds it (here the test process holds the lock, as a running
 /// lt-train would), naming the holder.
 #[test]
@@ -204,7 +204,7 @@ fn a_second_writer_of_a_run_directory_is_refused() {
     assert_eq!(a1.path(), a2.path());
 }
 
-/// Issue 10 (4b): NaN at the third step of the first epoch: the message
+/// NaN at the third step of the first epoch: the message
 /// counts epochs from 1 and does not claim a checkpoint is kept.
 #[test]
 fn non_finite_loss_in_the_first_epoch_claims_no_checkpoint() {
@@ -223,7 +223,7 @@ fn non_finite_loss_in_the_first_epoch_claims_no_checkpoint() {
     assert!(!out.join("checkpoint").exists());
 }
 
-/// Issue 10 (6, 7): `--resume` with a flag compares against the run's own
+/// `--resume` with a flag compares against the run's own
 /// recipe (it used to start from the shards' defaults and list 8-10
 /// unrelated fields); `--epochs` on a cosine run is refused saying why; a
 /// batch larger than the data names --batch-size.

@@ -1,5 +1,5 @@
 //! The trainer checks its pipelines against the image size range that
-//! lt-build records in the manifest, before the first step (issue 10: a
+//! lt-build records in the manifest, before the first step (a
 //! 1×1 image among 32×32 ones used to pass the build and fail only in the
 //! middle of training).
 

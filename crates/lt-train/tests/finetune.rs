@@ -134,7 +134,7 @@ fn finetune_resume_is_exact() {
     assert!(matches!(e, TrainError::Resume { .. }) && e.to_string().contains("finetune.lr"), "{e}");
     assert_eq!(e.to_string().matches('≠').count(), 1, "{e}");
     o.overrides.pop();
-    // More epochs of a cosine fine-tuning: refused, saying why (issue 10).
+    // More epochs of a cosine fine-tuning: refused, saying why.
     o.overrides[0].1 = "5".into();
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err().to_string();
     assert!(e.contains("finetune.epochs cannot change from 3 to 5") && e.contains("finetune.schedule = \"cosine\""), "{e}");
@@ -204,7 +204,7 @@ fn finetune_errors_are_clear() {
     o.overrides = vec![("finetune.epochs".into(), "0".into())];
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err();
     assert!(e.to_string().contains("finetune.epochs"), "{e}");
-    // A batch larger than the data names the setting and a size that works (issue 10).
+    // A batch larger than the data names the setting and a size that works.
     o.overrides = vec![("finetune.batch_size".into(), "100000".into())];
     let e = finetune::finetune(&o, &mut Quiet).unwrap_err().to_string();
     assert!(e.contains("finetune.batch_size") && e.contains("at most 120") && !e.contains("drop_last"), "{e}");

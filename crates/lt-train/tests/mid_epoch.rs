@@ -1,4 +1,4 @@
-//! Mid-epoch checkpoints (`lt-train --checkpoint-every N`, issue 10): a run
+//! Mid-epoch checkpoints (`lt-train --checkpoint-every N`): a run
 //! killed with SIGKILL in the middle of an epoch resumes from its last
 //! mid-epoch checkpoint and ends bit-identical (weights, momentum, every
 //! metrics line) to a run that was never interrupted.

@@ -1,5 +1,5 @@
 //! Every recipe in pipelines/ parses, validates and carries the authors'
-//! hyper-parameters of DESIGN.md §5; bad recipes are clear errors.
+//! hyper-parameters (the authors' published settings); bad recipes are clear errors.
 
 use std::path::PathBuf;
 
@@ -34,7 +34,7 @@ fn every_pipeline_recipe_parses_and_round_trips() {
 
 #[test]
 fn recipes_hold_the_published_hyper_parameters() {
-    // setting, epochs, batch, lr, wd, q, p, kappa (DESIGN.md §5)
+    // setting, epochs, batch, lr, wd, q, p, kappa (the authors' settings)
     let rows: [(&str, usize, usize, f64, f64, f64, f64, f64); 8] = [
         ("cifar10-lt-if100", 200, 64, 0.01, 5e-3, 0.0, 1.2, 1.0),
         ("cifar10-lt-if50", 200, 64, 0.01, 5e-3, 0.0, 1.2, 1.0),

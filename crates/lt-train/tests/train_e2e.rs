@@ -1,5 +1,5 @@
 //! End-to-end tests of the trainer on tiny synthetic shards: the CI smoke
-//! run, exact resume, and every bad input of issue 4 with its error.
+//! run, exact resume, and bad inputs with their errors.
 
 mod util;
 
@@ -269,7 +269,7 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
     assert_eq!(lt_report::read_metrics(&run).unwrap().len(), 1);
 }
 
-/// Issue 10 (5): a resume keeps metrics.jsonl's lines of the epochs before
+/// A resume keeps metrics.jsonl's lines of the epochs before
 /// the checkpoint byte for byte (they were parsed and re-printed before,
 /// which moved numbers by an ULP), and a line cut short by a kill is dropped.
 #[test]
@@ -303,7 +303,7 @@ fn resume_keeps_earlier_metrics_lines_byte_for_byte() {
     assert_eq!(std::fs::read(&mp).unwrap(), before);
 }
 
-/// Issue 10 (4a): BatchNorm running statistics that turn NaN (the loss stays
+/// BatchNorm running statistics that turn NaN (the loss stays
 /// finite: training mode uses the batch's statistics) are not checkpointed;
 /// the last good checkpoint stays.
 #[test]
@@ -341,7 +341,7 @@ fn nan_running_statistics_are_not_checkpointed() {
     assert_eq!(std::fs::read(run.join("checkpoint/state.json")).unwrap(), before);
 }
 
-/// Issue 10 (4c, 4d): a run killed inside a checkpoint write resumes.
+/// A run killed inside a checkpoint write resumes.
 #[test]
 fn resume_after_a_kill_inside_a_checkpoint_write() {
     let _g = torch_lock();
@@ -368,7 +368,7 @@ fn resume_after_a_kill_inside_a_checkpoint_write() {
     assert_eq!(lt_report::read_metrics(&run).unwrap().len(), 2);
 }
 
-/// Issue 10 (6): `--resume RUN --epochs N` extends a run whose schedule does
+/// `--resume RUN --epochs N` extends a run whose schedule does
 /// not depend on the total epochs (the result equals a run started with N),
 /// and is refused, saying why, where it does.
 #[test]

@@ -1,4 +1,4 @@
-//! The trainer's `[perf]` switches (issue 5) on CPU: channels-last trains
+//! The trainer's `[perf]` switches on CPU: channels-last trains
 //! like NCHW and resumes exactly; AMP is refused without CUDA.
 
 mod util;

@@ -499,3 +499,20 @@ fn error_messages_say_each_cause_once_and_name_the_users_path() {
         assert!(!t.contains(".lt-build-test-out.tmp"), "{t}");
     }
 }
+
+#[test]
+fn photos_source_builds_crops_from_a_folder_of_photographs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    std::fs::create_dir(&root).unwrap();
+    let img = lt_vision::codec::Decoded { width: 320, height: 256, channels: 3, pixels: fixtures::pixels(3, 320 * 256 * 3) };
+    std::fs::write(root.join("a.jpg"), lt_vision::codec::encode_jpeg(&img, 90).unwrap()).unwrap();
+    let out = tmp.path().join("o");
+    let o = lt_build(&["photos", s(&root), "--classes", "4", "--per-class", "6", "--test-per-class", "0", "--size", "32", "--if", "3", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = lt_shards::Manifest::load(&out).unwrap();
+    assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(4, 6, 3.0).unwrap());
+    assert_eq!((m.splits[&Split::Test].rows, m.image_size_range(Split::Train).unwrap().max_width), (0, 32));
+    assert_refused(&["photos", s(&root), "--sizes", "64,0", "-o", s(&tmp.path().join("p"))], "(flags --sizes, --size)");
+    assert_refused(&["photos", s(&root), "--quality", "0", "-o", s(&tmp.path().join("p"))], "--quality");
+}

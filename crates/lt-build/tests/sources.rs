@@ -374,3 +374,63 @@ fn imbalance_below_one_and_existing_output_are_refused() {
     let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "nothing left beside the output: {names:?}");
 }
+
+/// Two noise photographs of at least 256 px under `root/sub`, plus a small
+/// one and a text file, which the photos source skips.
+fn write_photos(root: &Path) {
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    for (i, (w, h)) in [(300u32, 260u32), (280, 400), (100, 100)].into_iter().enumerate() {
+        let img = codec::Decoded { width: w, height: h, channels: 3, pixels: fixtures::pixels(i as u64, (w * h * 3) as usize) };
+        std::fs::write(root.join("sub").join(format!("p{i}.JPG")), codec::encode_jpeg(&img, 90).unwrap()).unwrap();
+    }
+    std::fs::write(root.join("notes.txt"), b"not a photo").unwrap();
+}
+
+#[test]
+fn photos_are_seeded_random_crops_at_the_sizes_asked() {
+    use lt_build::sources::photos::PhotoOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    write_photos(&root);
+    let photos = |sizes: Vec<u32>, size: Option<u32>| SourceOptions {
+        photos: PhotoOptions { classes: 3, train_per_class: 4, test_per_class: 1, sizes, size, seed: 5, ..Default::default() },
+        ..Default::default()
+    };
+    let jpeg = photos(vec![64, 80], None);
+    let o = BuildOptions { seed: 5, ..opts(Some(2.0)) };
+    let r = build(sources::open("photos", Some(&root), &jpeg).unwrap().as_mut(), &tmp.path().join("a"), &o, &NoProgress).unwrap();
+    let m = &r.manifest;
+    assert_eq!(m.source.as_ref().unwrap().kind, "photos");
+    assert_eq!(m.class_names(), ["class000", "class001", "class002"]);
+    assert_eq!(train_counts(&tmp.path().join("a")), lt_core::profile::exponential_counts(3, 4, 2.0).unwrap());
+    assert_eq!(m.splits[&Split::Test].rows, 3);
+    let train = rows(&tmp.path().join("a"), Split::Train);
+    let big = [root.join("sub/p0.JPG"), root.join("sub/p1.JPG")].map(|p| p.display().to_string());
+    for row in &train {
+        assert_eq!(codec::sniff(&row.image), Some(codec::Format::Jpeg), "stored as JPEG");
+        assert!([64, 80].contains(&row.height.max(row.width)), "{}x{}", row.width, row.height);
+        let img = codec::decode(&row.image).unwrap();
+        assert_eq!((img.width as i32, img.height as i32, img.channels), (row.width, row.height, 3));
+        assert!(big.iter().any(|p| row.path.starts_with(&format!("{p}#train:"))), "{} is a crop of a large photo", row.path);
+    }
+    // The same seed gives the same bytes.
+    let again = build(sources::open("photos", Some(&root), &jpeg).unwrap().as_mut(), &tmp.path().join("b"), &o, &NoProgress).unwrap();
+    assert_eq!(rows(&tmp.path().join("b"), Split::Train), train);
+    assert_eq!(again.manifest.splits, r.manifest.splits);
+
+    // --size: square PNG crops.
+    let png = photos(vec![], Some(16));
+    build(sources::open("photos", Some(&root), &png).unwrap().as_mut(), &tmp.path().join("c"), &o, &NoProgress).unwrap();
+    for row in rows(&tmp.path().join("c"), Split::Train) {
+        assert_eq!((codec::sniff(&row.image), row.width, row.height), (Some(codec::Format::Png), 16, 16));
+    }
+
+    // No photograph large enough, and sizes that make no image, are refused.
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    std::fs::copy(root.join("sub/p2.JPG"), small.join("p.jpg")).unwrap();
+    let e = sources::open("photos", Some(&small), &jpeg).err().unwrap().to_string();
+    assert!(e.contains("small") && e.contains("no JPEG photographs of at least 256 px"), "{e}");
+    let e = sources::open("photos", Some(&root), &photos(vec![64, 0], None)).err().unwrap();
+    assert_eq!(e.settings(), ["sizes", "size"]);
+}

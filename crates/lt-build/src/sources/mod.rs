@@ -8,12 +8,14 @@
 //! | `list` | a root plus `relative/path label` list files (ImageNet-LT, iNaturalist) |
 //! | `parquet` | any Parquet dataset in the HF image layout (lt-build's own output included) |
 //! | `synth` | a procedural generator for tests and demos |
+//! | `photos` | labelled random crops of the JPEG photographs in a folder, for loader benchmarks |
 
 pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod list;
 pub mod parquet_src;
+pub mod photos;
 pub mod pickle;
 pub mod synth;
 
@@ -62,7 +64,7 @@ pub trait Source: Send + Sync {
 }
 
 /// Source kinds accepted on the command line.
-pub const KINDS: &[&str] = &["cifar10", "cifar100", "idx", "folder", "list", "parquet", "synth"];
+pub const KINDS: &[&str] = &["cifar10", "cifar100", "idx", "folder", "list", "parquet", "synth", "photos"];
 
 /// Options that only some sources read.
 #[derive(Clone, Debug, Default)]
@@ -73,6 +75,7 @@ pub struct SourceOptions {
     pub image_column: Option<String>,
     pub label_column: Option<String>,
     pub synth: synth::SynthOptions,
+    pub photos: photos::PhotoOptions,
 }
 
 /// Guesses the kind of `path` from the files in it.
@@ -123,6 +126,7 @@ pub fn open(kind: &str, path: Option<&Path>, opts: &SourceOptions) -> Result<Box
         "list" => Box::new(list::ListSource::open(need()?, opts)?),
         "parquet" => Box::new(parquet_src::ParquetSource::open(need()?, opts)?),
         "synth" => Box::new(synth::Synth::new(opts.synth.clone())?),
+        "photos" => Box::new(photos::Photos::open(&[need()?.to_path_buf()], opts.photos.clone())?),
         other => {
             return Err(BuildError::Usage(format!("unknown source kind {other:?} (expected one of {})", KINDS.join(", "))))
         }

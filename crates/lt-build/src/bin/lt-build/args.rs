@@ -8,7 +8,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use lt_build::recipe::{BuildRecipe, ProfileName};
-use lt_build::sources::{self, synth::SynthOptions, SourceOptions};
+use lt_build::sources::{self, photos::PhotoOptions, synth::SynthOptions, SourceOptions};
 use lt_build::{BuildOptions, ClassOrder, ProfileKind};
 use lt_core::groups::GroupThresholds;
 use lt_core::profile::Selection;
@@ -21,8 +21,8 @@ use std::path::PathBuf;
 ///        lt-build SOURCE [PATH] [OPTIONS] — build from a named source kind
 ///        lt-build inspect DIR             — histogram, IF, groups, checksum verification
 ///
-/// SOURCE is one of cifar10, cifar100, idx, folder, list, parquet, synth
-/// (`lt-build SOURCE --help` shows what each reads). Examples:
+/// SOURCE is one of cifar10, cifar100, idx, folder, list, parquet, synth,
+/// photos (`lt-build SOURCE --help` shows what each reads). Examples:
 ///
 ///   lt-build --if 256 imagenet/ -o shards/
 ///   lt-build cifar100 --if 100 data/cifar-100-python -o c100-lt/
@@ -30,6 +30,9 @@ use std::path::PathBuf;
 ///   lt-build list imagenet/ --train-list ImageNet_LT_train.txt --test-list ImageNet_LT_test.txt -o inlt/
 ///   lt-build parquet c100-lt/ --if 10 -o c100-if10/      (regenerate a split from a build)
 ///   lt-build --recipe pipelines/cifar10-lt-if100.toml data/cifar-10-batches-py -o c10-lt/
+///   lt-build photos /usr/share/backgrounds --classes 100 --per-class 52 --test-per-class 0 --if 10 -o photos/
+///       (random crops of photographs at long sides 320-800 px as JPEG q90, for loader benchmarks;
+///        --size 32 makes 32x32 PNG crops instead)
 ///
 /// The log filter is the LT_LOG environment variable (default `warn`).
 #[derive(Parser, Debug)]
@@ -58,6 +61,15 @@ pub enum Command {
     Parquet(BuildArgs),
     /// Procedural gratings for tests and demos (no PATH): --classes, --per-class, --size, …
     Synth(BuildArgs),
+    /// Labelled random crops of the JPEG photographs under PATH, for loader benchmarks:
+    /// --classes, --per-class, --test-per-class, --sizes or --size, --quality, --seed.
+    ///
+    /// Photographs of at least 256 px are decoded once; item i of a split is a random resized crop
+    /// (scale 0.25-1, ratio 3/4-4/3) of a photograph, both drawn from (--seed, split, i), resized to a
+    /// long side drawn from --sizes and stored as JPEG at --quality (default 90), or with --size N to
+    /// N x N and stored as PNG. Classes are synthetic (class000, …), --per-class crops each before the
+    /// profile (--if).
+    Photos(BuildArgs),
     /// Print the class histogram, imbalance factor and many/medium/few counts of a built
     /// directory and verify its shards (size, SHA-256, row and label counts).
     Inspect(InspectArgs),
@@ -82,6 +94,7 @@ impl Cli {
             Some(Command::List(a)) => (Some("list"), a),
             Some(Command::Parquet(a)) => (Some("parquet"), a),
             Some(Command::Synth(a)) => (Some("synth"), a),
+            Some(Command::Photos(a)) => (Some("photos"), a),
         };
         Run::Build { kind, args: Box::new(args) }
     }
@@ -232,6 +245,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N")]
     pub max_side: Option<u32>,
     /// JPEG quality of re-encodes (1-100); given alone, re-encodes every JPEG. Default 90.
+    /// photos: the quality of the crops.
     #[arg(long)]
     pub quality: Option<u8>,
     /// Worker threads (default: all cores).
@@ -270,18 +284,21 @@ pub struct BuildArgs {
     #[arg(long)]
     pub label_column: Option<String>,
 
-    /// synth: number of classes.
+    /// synth, photos: number of classes.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
-    /// synth: train images per class before the profile.
+    /// synth, photos: train images per class before the profile.
     #[arg(long, default_value_t = 500)]
     pub per_class: usize,
-    /// synth: test images per class.
+    /// synth, photos: test images per class.
     #[arg(long, default_value_t = 100)]
     pub test_per_class: usize,
-    /// synth: image side in pixels.
-    #[arg(long, default_value_t = 32)]
-    pub size: u32,
+    /// synth: image side in pixels [default: 32]. photos: square crops of this side, stored as PNG.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// photos: long sides to draw from, one per crop (without --size).
+    #[arg(long, value_delimiter = ',', default_value = "320,400,500,640,800")]
+    pub sizes: Vec<u32>,
     /// synth: 1 (gray) or 3 (RGB).
     #[arg(long, default_value_t = 3)]
     pub channels: u8,
@@ -406,8 +423,9 @@ impl BuildArgs {
         Ok(profile)
     }
 
-    /// The build's options; `command_line` is recorded in the manifest.
-    pub fn build_options(&self, command_line: Vec<String>) -> anyhow::Result<BuildOptions> {
+    /// The build's options for a source of `kind`; `command_line` is
+    /// recorded in the manifest.
+    pub fn build_options(&self, kind: &str, command_line: Vec<String>) -> anyhow::Result<BuildOptions> {
         let thresholds =
             GroupThresholds::try_new(self.many_above, self.few_at_most).map_err(|e| anyhow::anyhow!("--many-above/--few-at-most: {e}"))?;
         Ok(BuildOptions {
@@ -421,7 +439,8 @@ impl BuildArgs {
             skip_corrupt: self.skip_corrupt,
             overwrite: self.overwrite,
             max_side: self.max_side,
-            quality: self.quality,
+            // The photos source encodes its crops at --quality itself.
+            quality: if kind == "photos" { None } else { self.quality },
             writer: WriterOptions::default()
                 .with_shard_bytes(self.shard_mb << 20)
                 .with_row_group_rows(self.row_group_rows)
@@ -444,8 +463,17 @@ impl BuildArgs {
                 classes: self.classes,
                 train_per_class: self.per_class,
                 test_per_class: self.test_per_class,
-                size: self.size,
+                size: self.size.unwrap_or(SynthOptions::default().size),
                 channels: self.channels,
+                seed: self.seed,
+            },
+            photos: PhotoOptions {
+                classes: self.classes,
+                train_per_class: self.per_class,
+                test_per_class: self.test_per_class,
+                sizes: self.sizes.clone(),
+                size: self.size,
+                quality: self.quality.unwrap_or(PhotoOptions::default().quality),
                 seed: self.seed,
             },
         }
@@ -470,6 +498,8 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("train_per_class", "--per-class"),
     ("test_per_class", "--test-per-class"),
     ("size", "--size"),
+    ("sizes", "--sizes"),
+    ("quality", "--quality"),
     ("channels", "--channels"),
 ];
 

@@ -60,7 +60,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
     }
-    let opts = a.build_options(argv)?;
+    let opts = a.build_options(&kind, argv)?;
     // Fail fast on flag errors before reading a large source.
     if let Some(f) = opts.imbalance {
         if !f.is_finite() || f < 1.0 {

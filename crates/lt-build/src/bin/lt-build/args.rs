@@ -506,6 +506,7 @@ pub const FLAGS: &[(&str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn argv(a: &[&str]) -> Vec<String> {
         std::iter::once("lt-build").chain(a.iter().copied()).map(String::from).collect()
@@ -527,7 +528,7 @@ mod tests {
         let (kind, a) = build_args(&["synth", "--classes", "3", "--profile", "exponential", "--class-order", "shuffle"]);
         assert_eq!((kind, a.classes, a.profile, a.class_order), (Some("synth"), 3, Some(ProfileArg::Exp), ClassOrderArg::Shuffle));
         match parse(&argv(&["inspect", "dir", "--all"])).unwrap().0 {
-            Run::Inspect(i) => assert!(i.all && !i.no_verify && i.dir == PathBuf::from("dir")),
+            Run::Inspect(i) => assert!(i.all && !i.no_verify && i.dir == Path::new("dir")),
             Run::Build { .. } => panic!("expected inspect"),
         }
     }

@@ -24,7 +24,7 @@ impl Normalizer {
         if mean.is_empty() || mean.len() != std.len() {
             return Err(GlmcError::setting("normalization", format!("{} means for {} stds", mean.len(), std.len())));
         }
-        if let Some(s) = std.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
+        if let Some(s) = std.iter().find(|s| !s.is_finite() || **s <= 0.0) {
             return Err(GlmcError::setting("normalization", format!("std {s} must be finite and > 0")));
         }
         let c = mean.len() as i64;

@@ -212,7 +212,7 @@ impl<R: Ranged<ValueType = f64>> Ranged for Ticked<R> {
 
 /// The smallest of 1, 2, 2.5, 5 × 10^k at least `v` (a tick step).
 fn nice_step(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if !v.is_finite() || v <= 0.0 {
         return 1.0;
     }
     let e = 10f64.powf(v.log10().floor());
@@ -667,7 +667,7 @@ mod tests {
             plot_curves(&png(name), records).unwrap();
             check(&png(name), CURVES_SIZE);
         }
-        let per_class: [(&str, Vec<usize>, Vec<Option<f64>>); 6] = [
+        let per_class: [PerClassCase; 6] = [
             ("all_none.png", vec![500, 50, 5], vec![None; 3]),
             ("zero_count.png", vec![0, 0, 30, 300], vec![Some(0.0), Some(1.0), Some(0.5), None]),
             ("equal_counts.png", vec![40; 10], vec![Some(0.5); 10]),
@@ -680,6 +680,9 @@ mod tests {
             check(&png(name), PER_CLASS_SIZE);
         }
     }
+
+    /// A per-class plot's file name, training counts and accuracies.
+    type PerClassCase = (&'static str, Vec<usize>, Vec<Option<f64>>);
 
     #[test]
     fn equal_counts_stay_distinguishable() {

@@ -626,7 +626,7 @@ impl Recipe {
         if self.optim.schedule == ScheduleName::Paco && self.optim.warmup_epochs == Some(0) {
             return bad("optim.warmup_epochs", "must be >= 1 for the paco schedule".into());
         }
-        if !(self.glmc.beta > 0.0) || self.glmc.kappa < 0.0 {
+        if self.glmc.beta.is_nan() || self.glmc.beta <= 0.0 || self.glmc.kappa < 0.0 {
             return bad("glmc", "beta must be > 0 and kappa >= 0".into());
         }
         if self.eval.every == 0 {
@@ -648,7 +648,7 @@ impl Recipe {
             e.resolve()?;
         }
         if let Some(n) = &self.normalize {
-            if n.mean.len() != n.std.len() || n.std.iter().any(|s| !(*s > 0.0)) {
+            if n.mean.len() != n.std.len() || n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
                 return bad("normalize", "mean and std need one entry per channel, std > 0".into());
             }
         }

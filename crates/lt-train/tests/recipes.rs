@@ -32,10 +32,13 @@ fn every_pipeline_recipe_parses_and_round_trips() {
     assert!(n >= 9, "only {n} recipes");
 }
 
+/// A recipe and its published setting: name, epochs, batch, lr, wd, q, p, κ.
+type Published = (&'static str, usize, usize, f64, f64, f64, f64, f64);
+
 #[test]
 fn recipes_hold_the_published_hyper_parameters() {
-    // setting, epochs, batch, lr, wd, q, p, kappa (the authors' settings)
-    let rows: [(&str, usize, usize, f64, f64, f64, f64, f64); 8] = [
+    // The authors' settings.
+    let rows: [Published; 8] = [
         ("cifar10-lt-if100", 200, 64, 0.01, 5e-3, 0.0, 1.2, 1.0),
         ("cifar10-lt-if50", 200, 64, 0.01, 5e-3, 0.0, 1.2, 1.0),
         ("cifar10-lt-if10", 200, 64, 0.01, 5e-3, 0.2, 1.0, 2.0),

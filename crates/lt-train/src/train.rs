@@ -159,7 +159,8 @@ pub fn dataset_fingerprint(m: &Manifest) -> String {
     for c in &m.classes {
         h.update(format!("class {} {:?} {} {}\n", c.id, c.name, c.train, c.test));
     }
-    for (split, info) in &m.splits {
+    // Splits by name (test, then train): the order fingerprints have always had.
+    for (split, info) in m.splits_by_name() {
         for s in &info.shards {
             h.update(format!("{split} {} {} {}\n", s.file, s.rows, s.checksum));
         }

@@ -59,3 +59,25 @@ fn uniform_shards_pass() {
     let ds = Dataset::open(dir.path(), 64).unwrap();
     check_pipelines(&util::tiny_recipe(1), &ds).unwrap();
 }
+
+/// The dataset fingerprint (what a resume checks) is a pure function of the
+/// manifest's classes and shards, over the splits in name order (test, then
+/// train), so a run started by an earlier version still resumes.
+#[test]
+fn dataset_fingerprint_is_stable() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    util::write_synth(tmp.path(), &[12, 6], 2, 8, 3, 11);
+    let m = lt_shards::Manifest::load(tmp.path()).unwrap();
+    let mut h = Sha256::new();
+    h.update(format!("channels={}\n", m.channels));
+    for c in &m.classes {
+        h.update(format!("class {} {:?} {} {}\n", c.id, c.name, c.train, c.test));
+    }
+    for split in [Split::Test, Split::Train] {
+        for s in &m.splits[&split].shards {
+            h.update(format!("{} {} {} {}\n", split.as_str(), s.file, s.rows, s.checksum));
+        }
+    }
+    assert_eq!(lt_train::train::dataset_fingerprint(&m), hex::encode(h.finalize()));
+}

@@ -7,9 +7,9 @@
 //!   [`glmc::GlmcStepper`], which runs lt-train's own
 //!   [`lt_glmc::step::GlmcStep`] and [`lt_glmc::step::Updater`];
 //! - the `lt-loader-bench` binary: loader throughput from shards with no
-//!   libtorch work (`loader`), shard sets cut from photographs
-//!   (`make-shards`) and the augmentation kernels (`kernels`); its library
-//!   part is [`lt_loader::bench`];
+//!   libtorch work (`loader`, on shards such as `lt-build photos` cuts from
+//!   photographs) and the augmentation kernels (`kernels`); its library part
+//!   is [`lt_loader::bench`];
 //! - `examples/step_bench.rs`: the step's per-step time, against
 //!   `tools/glmc_step_bench.py` in PyTorch.
 //!

@@ -1,9 +1,11 @@
-//! The `lt-loader-bench` binary: `make-shards` writes a directory that loads
-//! and verifies, `loader` measures it, and an existing output or a bad flag
-//! value is refused naming the flag.
+//! The `lt-loader-bench` binary: `loader` measures a shard directory, and a
+//! bad flag value is refused naming the flag.
 #[path = "../../lt-loader/tests/common/mod.rs"]
 mod common;
 
+use lt_build::sources::photos::PhotoOptions;
+use lt_build::sources::SourceOptions;
+use lt_build::{BuildOptions, NoProgress};
 use lt_shards::{Manifest, ShardSet, Split};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -21,27 +23,24 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn make_shards_then_loader_and_refusals_name_the_flag() {
+fn loader_on_photo_shards_and_refusals_name_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
-    // One photograph of at least 256 px (make-shards skips smaller ones).
+    // One photograph, cut into labelled crops by lt-build's photos source
+    // (what tools/loader_bench.sh does with real photographs).
     let photos = tmp.path().join("photos");
     std::fs::create_dir(&photos).unwrap();
     std::fs::write(photos.join("photo.jpg"), lt_vision::codec::encode_jpeg(&common::image(1, 320, 256, 3), 90).unwrap()).unwrap();
     let out = tmp.path().join("shards");
-    let make = ["make-shards", "--images", s(&photos), "-o", s(&out), "--count", "24", "--classes", "4", "--size", "32"];
-    let o = bench(&make);
-    assert!(o.status.success(), "{}", text(&o));
+    let opts = SourceOptions {
+        photos: PhotoOptions { classes: 4, train_per_class: 12, test_per_class: 0, size: Some(32), ..Default::default() },
+        ..Default::default()
+    };
+    let mut src = lt_build::sources::open("photos", Some(&photos), &opts).unwrap();
+    lt_build::build(src.as_mut(), &out, &BuildOptions { imbalance: Some(10.0), ..Default::default() }, &NoProgress).unwrap();
     let m = Manifest::load(&out).unwrap();
-    assert_eq!((m.splits[&Split::Train].rows, m.splits[&Split::Test].rows), (24, 0));
-    assert_eq!(m.class_counts(Split::Train).iter().sum::<usize>(), 24);
-    assert!(m.tool_version.starts_with("lt-loader-bench "), "{}", m.tool_version);
+    assert_eq!(m.splits[&Split::Test].rows, 0);
     assert!(m.imbalance_factor.is_some_and(|f| f > 1.0), "{:?}", m.imbalance_factor);
     ShardSet::open(&out, Split::Train).unwrap().verify().unwrap();
-
-    // An existing output: lt-shards names the setting, the binary its flag.
-    let o = bench(&make);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("set overwrite to replace it (flag --overwrite)"), "{}", text(&o));
 
     let json = tmp.path().join("runs.jsonl");
     let loader = ["loader", "--shards", s(&out), "--threads", "1", "--batch-size", "4", "--steps", "2", "--warmup", "1"];

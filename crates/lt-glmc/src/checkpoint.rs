@@ -2,7 +2,10 @@
 //!
 //! - `model.safetensors`: every variable of the VarStore (weights and
 //!   BatchNorm running statistics) under its PyTorch-style name, readable
-//!   with `safetensors.torch.load_file`;
+//!   with `safetensors.torch.load_file`; its header metadata is the
+//!   caller's model card ([`MODEL_CARD_KEY`] in [`TrainState::extra`]:
+//!   architecture, classes, normalization, evaluation head and pipeline),
+//!   so the weights describe themselves ([`read_metadata`]);
 //! - `optimizer.safetensors`: the SGD momentum buffers, by parameter name;
 //! - `state.json`: [`TrainState`] (epoch, step, schedule position, RNG state,
 //!   the loader's opaque position).
@@ -18,19 +21,27 @@
 //! or buffers (BatchNorm running statistics) hold NaN or infinity, and
 //! leaves the previous checkpoint as it is.
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use crate::error::{GlmcError, Result, TorchContext};
+use crate::error::{GlmcError, Result};
 use crate::optim::Sgd;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
+/// The key of [`TrainState::extra`] whose object of strings becomes the
+/// metadata of `model.safetensors`.
+pub const MODEL_CARD_KEY: &str = "model_card";
+/// Largest safetensors header [`read_metadata`] accepts (the format's own
+/// limit is 100 MB).
+const MAX_HEADER: u64 = 100 << 20;
 
 /// Everything but the tensors that a resume needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,15 +68,93 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
     move |source| GlmcError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes the VarStore's variables (on CPU, sorted by name) as safetensors.
-pub fn save_weights(vs: &VarStore, path: &Path) -> Result<()> {
+/// Writes the VarStore's variables (on CPU, sorted by name) as safetensors,
+/// with `metadata` in the header's `__metadata__` (empty: none).
+pub fn save_weights(vs: &VarStore, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let cpu: Vec<(String, Tensor)> = named
         .into_iter()
         .map(|(n, t)| Ok((n, t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?)))
         .collect::<Result<_>>()?;
-    Tensor::write_safetensors(&cpu, path).ctx(|| format!("writing {}", path.display()))
+    write_safetensors(&cpu, metadata, path)
+}
+
+/// The safetensors name of a tensor kind.
+fn dtype_name(k: Kind) -> Option<&'static str> {
+    Some(match k {
+        Kind::Float => "F32",
+        Kind::Double => "F64",
+        Kind::Half => "F16",
+        Kind::BFloat16 => "BF16",
+        Kind::Int64 => "I64",
+        Kind::Int => "I32",
+        Kind::Int16 => "I16",
+        Kind::Int8 => "I8",
+        Kind::Uint8 => "U8",
+        Kind::Bool => "BOOL",
+        _ => return None,
+    })
+}
+
+/// The safetensors format (a little-endian u64 header length, the JSON
+/// header padded with spaces to 8 bytes, then the tensors' bytes in order),
+/// written directly because tch's writer takes no metadata. Tensors must be
+/// contiguous and on the CPU.
+fn write_safetensors(tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>, path: &Path) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::to_value(metadata).unwrap_or_default());
+    }
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let kind = t.f_kind()?;
+        let dtype = dtype_name(kind).ok_or_else(|| GlmcError::Checkpoint {
+            path: path.to_path_buf(),
+            why: format!("{name}: tensors of kind {kind:?} cannot be saved"),
+        })?;
+        let bytes = t.numel() * kind.elt_size_in_bytes();
+        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [offset, offset + bytes] }));
+        offset += bytes;
+    }
+    let mut json = serde_json::to_vec(&header).map_err(|source| GlmcError::Json { path: path.to_path_buf(), source })?;
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut f = std::io::BufWriter::new(fs::File::create(path).map_err(io(path))?);
+    f.write_all(&(json.len() as u64).to_le_bytes()).map_err(io(path))?;
+    f.write_all(&json).map_err(io(path))?;
+    let mut buf = Vec::new();
+    for (_, t) in tensors {
+        let n = t.numel();
+        buf.resize(n * t.f_kind()?.elt_size_in_bytes(), 0);
+        t.f_copy_data_u8(&mut buf, n)?;
+        f.write_all(&buf).map_err(io(path))?;
+    }
+    f.into_inner().map_err(|e| GlmcError::Io { path: path.to_path_buf(), source: e.into_error() })?.sync_all().map_err(io(path))
+}
+
+/// The `__metadata__` of a safetensors file (empty when it has none), read
+/// from its header only.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let bad = |why: String| GlmcError::Checkpoint { path: path.to_path_buf(), why };
+    let mut f = fs::File::open(path).map_err(io(path))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER {
+        return Err(bad(format!("not a safetensors file (a header of {len} bytes)")));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|e| bad(format!("truncated safetensors header ({e})")))?;
+    let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("unreadable safetensors header ({e})")))?;
+    match v.get("__metadata__") {
+        None => Ok(BTreeMap::new()),
+        Some(m) => serde_json::from_value(m.clone()).map_err(|e| bad(format!("__metadata__ is not a map of strings ({e})"))),
+    }
+}
+
+/// The model card a [`TrainState`] carries ([`MODEL_CARD_KEY`]), as strings.
+pub fn model_card(state: &TrainState) -> BTreeMap<String, String> {
+    state.extra.get(MODEL_CARD_KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
 }
 
 /// Loads weights saved by [`save_weights`] (or by Python with the same
@@ -135,7 +224,7 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, state: &TrainState) -> Result<
         fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    save_weights(vs, &tmp.join(MODEL_FILE))?;
+    save_weights(vs, &tmp.join(MODEL_FILE), &model_card(state))?;
     opt.save_buffers(&tmp.join(OPTIMIZER_FILE))?;
     let sp = tmp.join(STATE_FILE);
     let json = serde_json::to_vec_pretty(state).map_err(|source| GlmcError::Json { path: sp.clone(), source })?;

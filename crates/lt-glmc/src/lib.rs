@@ -23,7 +23,8 @@
 //! - [`metrics`]: evaluation counts from logits (top-1/5, per-class,
 //!   many/medium/few and ECE through [`lt_core::eval`]);
 //! - [`checkpoint`]: safetensors weights + optimizer buffers + JSON state,
-//!   written atomically;
+//!   written atomically; the weights carry their [`card::ModelCard`]
+//!   (architecture, classes, normalization, evaluation head and pipeline);
 //! - [`amp`]: precision (fp32, TF32, fp16 autocast with dynamic loss
 //!   scaling), channels-last, cuDNN autotuning;
 //! - [`device`]: `cpu` / `cuda:N` / `auto` by name;
@@ -61,6 +62,7 @@
 //! ```
 
 pub mod amp;
+pub mod card;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

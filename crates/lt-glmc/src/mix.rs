@@ -48,6 +48,14 @@ impl Normalizer {
         Normalizer::try_new(&mean, &std, device, kind)
     }
 
+    /// The per-channel mean and std in use.
+    pub fn stats(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let cpu = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(Vec::<f64>::try_from(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?)
+        };
+        Ok((cpu(&self.mean)?, cpu(&self.std)?))
+    }
+
     /// Normalizes `x` (uint8 or float, NCHW, already on the device).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.f_to_device(self.mean.device())?.f_to_kind(self.kind)?;

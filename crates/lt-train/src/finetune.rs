@@ -198,8 +198,10 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         let mut upd = Updater::new(s.opt.params(), None);
         let lr = |e: usize| schedule.lr(ft.lr, e, epochs);
         let alpha = |_: usize| 1.0;
+        let card = train::model_card(&recipe, &ds, &s)?.to_metadata();
         let extra = |_: Option<LossScaleState>| {
             serde_json::json!({
+                checkpoint::MODEL_CARD_KEY: card,
                 "dataset": ds.fingerprint,
                 "recipe": recipe.name,
                 "method": recipe.train.method,

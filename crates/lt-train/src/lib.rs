@@ -8,6 +8,9 @@
 //! - [`train`]: one run, shards → loader → device → the method's
 //!   [`lt_glmc::step::Step`] → evaluation → checkpoint, with exact resume
 //!   (the `lt-train` binary);
+//! - [`eval`]: using a trained model: `lt-train eval` (a checkpoint on any
+//!   shards with its classes, both heads) and `lt-train predict` (image
+//!   files, folders, Parquet files), from the checkpoint's model card;
 //! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
 //!   re-trained with the weight-balancing reference's class-balanced loss and
 //!   MaxNorm, encoder frozen;
@@ -24,6 +27,7 @@
 
 mod driver;
 pub mod error;
+pub mod eval;
 pub mod finetune;
 pub mod recipe;
 pub mod rundir;

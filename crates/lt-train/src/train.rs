@@ -34,6 +34,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind};
 
 use lt_glmc::amp::{LossScaleState, LossScaler, MemoryFormat, PrecisionConfig};
+use lt_glmc::card::{Head, ModelCard};
 use lt_glmc::checkpoint::{self, TrainState};
 use crate::error::{GlmcError, Result, TrainError};
 use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
@@ -467,33 +468,61 @@ pub fn setup(recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Setup> {
     Ok(Setup { vs, net, opt, stats, norm, in_channels })
 }
 
-/// Evaluates on the test split with the recipe's eval pipeline.
+/// Evaluates on the test split with the recipe's eval pipeline and head.
 pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<EvalReport> {
-    let _g = tch::no_grad_guard();
-    let pipeline = eval_pipeline(recipe, ds)?;
-    let cfg = LoaderConfig::default()
-        .with_batch_size(recipe.loader.eval_batch_size)
-        .with_views(1)
-        .with_workers(workers(&recipe.loader))
-        .with_pool_size(recipe.loader.pool_size)
-        .with_sampler(SamplerSpec::Sequential)
-        .with_drop_last(false)
-        .with_channels(s.in_channels as u8)
-        .with_epochs(1)
-        .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned)));
-    let loader = Loader::try_new(ds.test.clone(), pipeline, cfg)?;
-    let cb = eval_uses_rebalanced(recipe);
-    let prec = recipe.perf.precision();
-    let fmt = prec.memory_format;
-    let mut acc = EvalAccumulator::new(ds.num_classes());
-    for b in loader {
-        let b = b?;
-        let (x, y) = batch_to_device(&b, device)?;
-        let x = s.norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
-        let out = prec.forward(|| s.net.forward_heads(&x, false, HeadSet { proj: false }))?;
-        acc.update(if cb { &out.logits_cb } else { &out.logits }, &y)?;
-    }
+    let e = EvalRun {
+        source: ds.test.clone(),
+        pipeline: eval_pipeline(recipe, ds)?,
+        channels: s.in_channels as u8,
+        batch_size: recipe.loader.eval_batch_size,
+        workers: workers(&recipe.loader),
+        pinned: recipe.perf.pinned,
+        precision: recipe.perf.precision(),
+    };
+    let [g, g_cb] = e.run(&s.net, &s.norm, device)?;
+    let acc = if eval_uses_rebalanced(recipe) { g_cb } else { g };
     Ok(acc.finish(&ds.counts, recipe.eval.groups)?)
+}
+
+/// One evaluation pass: every image of `source` once, in order, through
+/// the eval `pipeline`.
+pub struct EvalRun {
+    pub source: Arc<ShardSource>,
+    pub pipeline: lt_vision::augment::Pipeline,
+    pub channels: u8,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub pinned: bool,
+    pub precision: PrecisionConfig,
+}
+
+impl EvalRun {
+    /// The counts of both classifiers, g and g_cb, from one forward pass.
+    pub fn run(&self, net: &GlmcNet, norm: &Normalizer, device: Device) -> Result<[EvalAccumulator; 2]> {
+        let _g = tch::no_grad_guard();
+        let cfg = LoaderConfig::default()
+            .with_batch_size(self.batch_size)
+            .with_views(1)
+            .with_workers(self.workers)
+            .with_sampler(SamplerSpec::Sequential)
+            .with_drop_last(false)
+            .with_channels(self.channels)
+            .with_epochs(1)
+            .with_allocator(Arc::new(TensorAllocator::new(self.pinned && device.is_cuda())));
+        let loader = Loader::try_new(self.source.clone(), self.pipeline.clone(), cfg)?;
+        let classes = net.config().num_classes as usize;
+        let (mut g, mut g_cb) = (EvalAccumulator::new(classes), EvalAccumulator::new(classes));
+        let fmt = self.precision.memory_format;
+        for b in loader {
+            let b = b?;
+            let (x, y) = batch_to_device(&b, device)?;
+            let x = norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
+            let out = self.precision.forward(|| net.forward_heads(&x, false, HeadSet { proj: false }))?;
+            g.update(&out.logits, &y)?;
+            g_cb.update(&out.logits_cb, &y)?;
+        }
+        Ok([g, g_cb])
+    }
 }
 
 /// The `[perf]` switches as a [`PrecisionConfig`], validated for `device`
@@ -526,12 +555,36 @@ pub(crate) fn convert_layout(s: &mut Setup, fmt: MemoryFormat) -> Result<()> {
 /// Key of the loss scaler's state in [`TrainState::extra`].
 const EXTRA_LOSS_SCALE: &str = "loss_scale";
 
-fn extra(ds: &Dataset, recipe: &Recipe, loss_scale: Option<LossScaleState>) -> serde_json::Value {
-    let mut v = serde_json::json!({ "dataset": ds.fingerprint, "recipe": recipe.name, "method": recipe.train.method });
+fn extra(ds: &Dataset, recipe: &Recipe, card: &ModelCard, loss_scale: Option<LossScaleState>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "dataset": ds.fingerprint,
+        "recipe": recipe.name,
+        "method": recipe.train.method,
+        checkpoint::MODEL_CARD_KEY: card.to_metadata(),
+    });
     if let Some(st) = loss_scale {
         v[EXTRA_LOSS_SCALE] = serde_json::to_value(st).unwrap_or_default();
     }
     v
+}
+
+/// What a checkpoint of this run says about its model (the safetensors
+/// metadata of its weights): architecture, classes, the normalization in
+/// use, the evaluation head and pipeline.
+pub fn model_card(recipe: &Recipe, ds: &Dataset, s: &Setup) -> Result<ModelCard> {
+    let (mean, std) = s.norm.stats()?;
+    let pipeline = eval_pipeline(recipe, ds)?;
+    Ok(ModelCard {
+        model: s.net.config().with_proj_dim(s.net.config().proj_dim()),
+        class_names: ds.manifest.class_names(),
+        mean,
+        std,
+        eval_head: if eval_uses_rebalanced(recipe) { Head::GCb } else { Head::G },
+        eval_pipeline: serde_json::to_value(&pipeline).unwrap_or_default(),
+        dataset: ds.fingerprint.clone(),
+        recipe: recipe.name.clone(),
+        method: serde_json::to_value(recipe.train.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+    })
 }
 
 /// The training step of `recipe`'s method, its λ / box generator at `rng`.
@@ -598,7 +651,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         let schedule = recipe.optim.schedule();
         let lr = |e: usize| schedule.lr(recipe.optim.lr, e, epochs);
         let alpha = |e: usize| cumulative_alpha(e, epochs);
-        let checkpoint_extra = |ls: Option<LossScaleState>| extra(&ds, recipe, ls);
+        let card = model_card(recipe, &ds, &s)?;
+        let checkpoint_extra = |ls: Option<LossScaleState>| extra(&ds, recipe, &card, ls);
         let lp = EpochLoop {
             recipe,
             ds: &ds,

@@ -12,6 +12,9 @@ use lt_glmc::checkpoint;
 use lt_glmc::device::parse_device;
 use lt_glmc::loss::RebalancedLoss;
 use lt_report::{EpochRecord, RunInfo};
+use lt_glmc::card::Head;
+use lt_shards::Split;
+use lt_train::eval::{self, EvalOptions};
 use lt_train::finetune::{self, FinetuneOptions};
 use lt_train::recipe::{Method, Recipe};
 use lt_train::train::{self, Dataset, Observer, TrainOptions, CHECKPOINT_DIR, RECIPE_FILE};
@@ -20,9 +23,10 @@ use lt_train::TrainError;
 /// Train GLMC (or a baseline) on long-tailed shards made by lt-build, then
 /// write metrics.jsonl, report.md and plots into the run directory.
 ///
-/// `lt-train SHARDS [OPTIONS]` trains; `lt-train finetune RUN_DIR` and
+/// `lt-train SHARDS [OPTIONS]` trains; `lt-train finetune RUN_DIR`,
+/// `lt-train eval RUN_DIR`, `lt-train predict RUN_DIR IMAGE...` and
 /// `lt-train replot RUN_DIR...` work on run directories (name a shard
-/// directory called finetune, replot or help as ./finetune, ./replot, ./help).
+/// directory called finetune, eval, predict, replot or help as ./finetune, …).
 /// One process at a time writes a run directory: a second one is refused.
 ///
 /// Examples:
@@ -31,6 +35,8 @@ use lt_train::TrainError;
 ///   lt-train shards/ --resume runs/ce
 ///   lt-train shards/ --resume runs/ce --epochs 300   (more epochs: constant schedule, no GLMC re-weighting)
 ///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
+///   lt-train eval runs/ce --shards other-shards/   (evaluate the checkpoint; both heads)
+///   lt-train predict runs/ce photo.jpg images/ --top-k 3
 ///   lt-train replot runs/ce                  (redraw the run's plots)
 #[derive(Parser, Debug)]
 #[command(name = "lt-train", version, about, verbatim_doc_comment, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
@@ -72,6 +78,151 @@ enum Sub {
     ///   lt-train replot runs/c10-glmc runs/c10-glmc/finetune
     #[command(verbatim_doc_comment)]
     Replot(ReplotArgs),
+    /// Evaluate a run's checkpoint on shards with the same classes
+    ///
+    /// Builds the model from the checkpoint's model card (architecture,
+    /// classes, normalization, evaluation pipeline), evaluates both heads (g
+    /// and g_cb) on a split, prints the many/medium/few table and writes
+    /// eval.json and per_class.png into --out (default RUN_DIR/eval). The
+    /// shards' class names and order must be the model's.
+    ///
+    /// Examples:
+    ///   lt-train eval runs/c10-glmc
+    ///   lt-train eval runs/c10-glmc --shards c10-balanced/ --split test --head g
+    #[command(verbatim_doc_comment)]
+    Eval(EvalArgs),
+    /// Classify images with a run's model
+    ///
+    /// Each INPUT is a JPEG or PNG file, a folder (searched for .jpg, .jpeg
+    /// and .png), or an image Parquet file (HF layout, `image` column). Images
+    /// go through the model's evaluation pipeline and normalization; prints
+    /// the top classes with their probabilities (JSON lines with --json).
+    ///
+    /// Examples:
+    ///   lt-train predict runs/c10-glmc cat.png
+    ///   lt-train predict runs/c10-glmc photos/ shards/test-00000-of-00001.parquet --top-k 3 --json
+    #[command(verbatim_doc_comment)]
+    Predict(PredictArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SplitArg {
+    Test,
+    Train,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HeadArg {
+    /// The model's evaluation head (from its model card)
+    Auto,
+    /// The conventional classifier g
+    G,
+    /// The re-balanced classifier g_cb
+    #[value(name = "g_cb")]
+    GCb,
+}
+
+impl HeadArg {
+    fn head(self) -> Option<Head> {
+        match self {
+            HeadArg::Auto => None,
+            HeadArg::G => Some(Head::G),
+            HeadArg::GCb => Some(Head::GCb),
+        }
+    }
+}
+
+// `lt-train eval` (its help text is on Sub::Eval).
+#[derive(clap::Args, Debug)]
+struct EvalArgs {
+    /// Run directory (or a checkpoint directory)
+    run_dir: PathBuf,
+    /// Shard directory (default: the one named in RUN_DIR/report.json)
+    #[arg(long)]
+    shards: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    /// The head whose accuracy is the headline
+    #[arg(long, value_enum, default_value = "auto")]
+    head: HeadArg,
+    /// Output directory for eval.json and per_class.png (default RUN_DIR/eval)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Images per evaluation batch
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// cpu, cuda, cuda:N or auto
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch intra-op threads, at least 1 (default: libtorch's choice)
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    threads: Option<i32>,
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let device = parse_device(&a.device).context("--device")?;
+    if let Some(n) = a.threads {
+        tch::set_num_threads(n);
+    }
+    let mut o = EvalOptions::new(&a.run_dir, device);
+    o.shards = a.shards;
+    o.split = match a.split {
+        SplitArg::Test => Split::Test,
+        SplitArg::Train => Split::Train,
+    };
+    o.head = a.head.head();
+    o.out = a.out;
+    o.batch_size = a.batch_size as usize;
+    let r = eval::eval(&o).map_err(|e| flagged(e, Command::Eval))?;
+    let rep = r.report();
+    println!(
+        "{} on {} ({} split, {} images), headline head {} (the model's: {}):",
+        a.run_dir.display(),
+        r.shards.display(),
+        r.split.as_str(),
+        rep.samples,
+        r.head.paper_name(),
+        r.model_head.paper_name()
+    );
+    print!("{}", r.table());
+    println!("eval: {}", r.out.join(eval::EVAL_JSON).display());
+    Ok(())
+}
+
+// `lt-train predict` (its help text is on Sub::Predict).
+#[derive(clap::Args, Debug)]
+struct PredictArgs {
+    /// Run directory (or a checkpoint directory)
+    run_dir: PathBuf,
+    /// Image files, folders of images, or image Parquet files
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Classes to list per image
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    top_k: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    head: HeadArg,
+    /// One JSON object per image instead of text
+    #[arg(long)]
+    json: bool,
+    /// cpu, cuda, cuda:N or auto
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn run_predict(a: PredictArgs) -> Result<()> {
+    let device = parse_device(&a.device).context("--device")?;
+    let m = eval::load_model(&a.run_dir, device).map_err(|e| flagged(e, Command::Eval))?;
+    let preds = eval::predict(&m, &a.inputs, a.head.head(), a.top_k as usize, device)?;
+    for p in preds {
+        if a.json {
+            println!("{}", serde_json::to_string(&p)?);
+        } else {
+            let top: Vec<String> = p.top.iter().map(|(_, name, prob)| format!("{name} {:.1}%", 100.0 * prob)).collect();
+            println!("{}: {}", p.input, top.join(", "));
+        }
+    }
+    Ok(())
 }
 
 // The training flags (`lt-train SHARDS ...`). No doc comment here: the
@@ -228,6 +379,7 @@ impl Args {
 enum Command {
     Train,
     Finetune,
+    Eval,
 }
 
 /// A library error in terms of this binary's flags: the library names run
@@ -237,7 +389,7 @@ fn flagged(e: TrainError, cmd: Command) -> anyhow::Error {
         TrainError::OutputTaken { path, what } => {
             let resume = match cmd {
                 Command::Train => format!("--resume {}", path.display()),
-                Command::Finetune => "--resume".to_string(),
+                Command::Finetune | Command::Eval => "--resume".to_string(),
             };
             anyhow!("{} already holds {what} (use {resume}, or another --out)", path.display())
         }
@@ -489,6 +641,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Sub::Finetune(a)) => run_finetune(a),
+        Some(Sub::Eval(a)) => run_eval(a),
+        Some(Sub::Predict(a)) => run_predict(a),
         Some(Sub::Replot(a)) => a.run_dirs.iter().try_for_each(|d| {
             let recipe = Recipe::load(&d.join(RECIPE_FILE)).with_context(|| format!("cannot replot {}", d.display()))?;
             lt_report::replot(d, recipe.eval.groups).with_context(|| format!("cannot replot {}", d.display()))?;

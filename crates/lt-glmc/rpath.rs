@@ -1,5 +1,6 @@
-// Shared by the build scripts of the crates whose binaries and tests link
-// libtorch (lt-glmc, lt-train, lt-bench); each of them depends on torch-sys
+// The build script of lt-train and lt-bench, and the rpath half of lt-glmc's
+// (build.rs loads this file as a module and calls its `main`): the crates
+// whose binaries and tests link libtorch. Each of them depends on torch-sys
 // directly so that cargo hands it DEP_TCH_LIBTORCH_LIB.
 //
 // It embeds an rpath to the libtorch folder that torch-sys linked against, so
@@ -12,7 +13,7 @@
 // linker would drop it, leaving `tch::Cuda::is_available()` false on a GPU
 // machine (tch-rs #329/#980). The pip wheel ships libtorch_cuda with its
 // CUDA libraries, so the same binary runs on CPU here and on CUDA there.
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");

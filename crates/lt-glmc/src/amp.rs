@@ -17,11 +17,18 @@
 //!   on overflow and multiply `scale` by the backoff factor (0.5); after
 //!   `growth_interval` (2000) good steps in a row multiply it by the growth
 //!   factor (2). Its state is serde, so checkpoints can carry it.
-//! - **TF32**: tch has no switch; [`set_tf32`] calls libtorch's
-//!   `at::globalContext().setAllowTF32CuBLAS/CuDNN` through their exported
-//!   (Itanium-mangled) symbols in `libtorch_cpu.so` — the same global flags
-//!   `torch.backends.cuda.matmul.allow_tf32` and
-//!   `torch.backends.cudnn.allow_tf32` set in Python.
+//! - **TF32 and cuDNN autotuning**: tch has no TF32 switch and cannot read
+//!   the cuDNN benchmark flag back. [`set_tf32`], [`tf32_flags`],
+//!   [`set_cudnn_benchmark`] and [`cudnn_benchmark`] go through a small C++
+//!   shim (`csrc/shim.cpp`, compiled by `build.rs` with the `cc` crate
+//!   against the headers of the libtorch torch-sys links) that calls
+//!   `at::globalContext().setAllowTF32CuBLAS/CuDNN` and
+//!   `setBenchmarkCuDNN` and their getters: the process-global flags that
+//!   `torch.backends.cuda.matmul.allow_tf32`, `torch.backends.cudnn.allow_tf32`
+//!   and `torch.backends.cudnn.benchmark` set in Python. The C++ compiler
+//!   checks those calls against the headers, so a libtorch upgrade that
+//!   changes them fails the build; the shim catches every C++ exception and
+//!   returns its message, which becomes a [`GlmcError`].
 //! - **Channels-last**: no memory-format argument; [`channels_last`] makes an
 //!   NHWC-strided tensor by permuting to NHWC, `contiguous()`, and permuting
 //!   back, and [`MemoryFormat::convert_weights`] does it to every 4-D
@@ -41,7 +48,7 @@
 //!
 //! (PyTorch's own defaults are cuBLAS off, cuDNN on — neither of our modes.)
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_int, CStr};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -191,43 +198,68 @@ pub fn is_channels_last(x: &Tensor) -> bool {
 // TF32 and cuDNN switches.
 // ---------------------------------------------------------------------------
 
-// libtorch exports these `at::Context` members from libtorch_cpu.so, which
-// torch-sys links. Itanium C++ ABI: a member function takes `this` first;
-// `std::optional<at::Float32Op>` (trivially copyable, 8 bytes) travels in one
-// integer register, 0 being `nullopt`. None of them throws for these
-// arguments.
+// csrc/shim.cpp. Each returns 0, or 1 with the C++ exception's message
+// (NUL-terminated, cut to fit) in `err[..err_len]`; results come back
+// through the out-pointer.
 extern "C" {
-    #[link_name = "_ZN2at13globalContextEv"]
-    fn at_global_context() -> *mut c_void;
-    #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
-    fn at_set_allow_tf32_cublas(ctx: *mut c_void, b: bool);
-    #[link_name = "_ZN2at7Context17setAllowTF32CuDNNEb"]
-    fn at_set_allow_tf32_cudnn(ctx: *mut c_void, b: bool);
-    #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
-    fn at_allow_tf32_cublas(ctx: *const c_void) -> bool;
-    #[link_name = "_ZNK2at7Context14allowTF32CuDNNESt8optionalINS_9Float32OpEE"]
-    fn at_allow_tf32_cudnn(ctx: *const c_void, op: u64) -> bool;
+    fn lt_glmc_set_allow_tf32_cublas(on: bool, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_glmc_allow_tf32_cublas(out: *mut bool, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_glmc_set_allow_tf32_cudnn(on: bool, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_glmc_allow_tf32_cudnn(out: *mut bool, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_glmc_set_cudnn_benchmark(on: bool, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_glmc_cudnn_benchmark(out: *mut bool, err: *mut c_char, err_len: usize) -> c_int;
+}
+
+/// Runs one shim call with an error buffer; `call` is the C++ expression,
+/// for the error message.
+fn shim(call: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut err = [0 as c_char; 512];
+    if f(err.as_mut_ptr(), err.len()) == 0 {
+        return Ok(());
+    }
+    // The shim NUL-terminates its message; the last byte is 0 regardless.
+    err[err.len() - 1] = 0;
+    // SAFETY: a NUL-terminated string within the buffer.
+    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    Err(GlmcError::TorchContext { context: format!("at::globalContext().{call}"), source: tch::TchError::Torch(msg) })
+}
+
+fn shim_set(call: &str, f: unsafe extern "C" fn(bool, *mut c_char, usize) -> c_int, on: bool) -> Result<()> {
+    // SAFETY: the shim only stores a flag and catches every C++ exception;
+    // `err` is a live buffer of `len` bytes.
+    shim(call, |err, len| unsafe { f(on, err, len) })
+}
+
+fn shim_get(call: &str, f: unsafe extern "C" fn(*mut bool, *mut c_char, usize) -> c_int) -> Result<bool> {
+    let mut out = false;
+    // SAFETY: as in shim_set; `out` is a live bool.
+    shim(call, |err, len| unsafe { f(&mut out, err, len) })?;
+    Ok(out)
 }
 
 /// Allows (or forbids) TF32 tensor-core math in cuBLAS matmuls and cuDNN
 /// convolutions — process-global, like the Python flags. Harmless on CPU.
-pub fn set_tf32(enabled: bool) {
-    // SAFETY: globalContext() returns a reference to libtorch's static
-    // Context; the setters only store flags.
-    unsafe {
-        let ctx = at_global_context();
-        at_set_allow_tf32_cublas(ctx, enabled);
-        at_set_allow_tf32_cudnn(ctx, enabled);
-    }
+pub fn set_tf32(enabled: bool) -> Result<()> {
+    shim_set("setAllowTF32CuBLAS", lt_glmc_set_allow_tf32_cublas, enabled)?;
+    shim_set("setAllowTF32CuDNN", lt_glmc_set_allow_tf32_cudnn, enabled)
 }
 
-/// `(cuBLAS, cuDNN)` TF32 flags as libtorch sees them.
-pub fn tf32_flags() -> (bool, bool) {
-    // SAFETY: as in set_tf32; the getters only read flags.
-    unsafe {
-        let ctx = at_global_context();
-        (at_allow_tf32_cublas(ctx), at_allow_tf32_cudnn(ctx, 0))
-    }
+/// `(cuBLAS, cuDNN)` TF32 flags as libtorch sees them. libtorch throws, and
+/// this returns the error, when these switches and its newer per-backend
+/// `fp32_precision` settings were both used and disagree.
+pub fn tf32_flags() -> Result<(bool, bool)> {
+    Ok((shim_get("allowTF32CuBLAS", lt_glmc_allow_tf32_cublas)?, shim_get("allowTF32CuDNN", lt_glmc_allow_tf32_cudnn)?))
+}
+
+/// Switches cuDNN autotuning on or off (`torch.backends.cudnn.benchmark`),
+/// process-global. Harmless on CPU.
+pub fn set_cudnn_benchmark(on: bool) -> Result<()> {
+    shim_set("setBenchmarkCuDNN", lt_glmc_set_cudnn_benchmark, on)
+}
+
+/// Whether cuDNN autotuning is on, as libtorch sees it.
+pub fn cudnn_benchmark() -> Result<bool> {
+    shim_get("benchmarkCuDNN", lt_glmc_cudnn_benchmark)
 }
 
 /// The training step's device settings, as recipe / command-line switches.
@@ -290,9 +322,9 @@ impl PrecisionConfig {
     /// Validates, then sets the process-global TF32 and cuDNN flags.
     pub fn apply(&self, device: Device) -> Result<()> {
         self.validate(device)?;
-        set_tf32(self.precision.uses_tf32());
+        set_tf32(self.precision.uses_tf32())?;
         if device.is_cuda() {
-            tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
+            set_cudnn_benchmark(self.cudnn_benchmark)?;
         }
         Ok(())
     }
@@ -505,32 +537,6 @@ impl LossScaler {
         }
         Ok(self.update(found_inf))
     }
-}
-
-/// Loads libtorch's CUDA backend (`libtorch_cuda.so`) into the process, if
-/// it can be found, and says whether it is loaded.
-///
-/// Why: torch-sys links `-ltorch_cuda`, but rustc links with `--as-needed`
-/// and nothing references a symbol of it, so the binaries carry no
-/// `NEEDED libtorch_cuda.so` (`readelf -d target/release/lt-train`) and
-/// libtorch never registers its CUDA hooks: `tch::Cuda::is_available()` is
-/// false even on a GPU machine (tch-rs issues #980, #329; pytorch #36437).
-/// `dlopen(RTLD_NOW | RTLD_GLOBAL)` runs the library's static initialisers,
-/// which is all the registration needs. The search uses `LD_LIBRARY_PATH`,
-/// then the executable's RUNPATH (crates/lt-glmc/rpath.rs). Call it before
-/// the first CUDA query. A link-time fix for every binary and test is
-/// `cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed` in
-/// build.rs.
-pub fn load_cuda_backend() -> bool {
-    extern "C" {
-        fn dlopen(filename: *const std::ffi::c_char, flag: std::ffi::c_int) -> *mut c_void;
-    }
-    const RTLD_NOW: std::ffi::c_int = 2;
-    const RTLD_GLOBAL: std::ffi::c_int = 0x100;
-    // SAFETY: a NUL-terminated name; dlopen has no other preconditions. The
-    // handle is deliberately leaked (the library stays for the process).
-    let handle = unsafe { dlopen(c"libtorch_cuda.so".as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
-    !handle.is_null()
 }
 
 /// Blocks until the device's queued work is done (no-op on CPU). Call it

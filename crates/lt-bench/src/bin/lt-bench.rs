@@ -133,12 +133,9 @@ struct E2eArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The binary links libtorch_cuda only "as needed"; load it explicitly so
-    // that CUDA is seen (see lt_glmc::amp::load_cuda_backend). `loader`
-    // needs no libtorch (and saves the ~300 MiB the CUDA libraries map).
+    // Keep freed activations in the process (see lt_glmc::host_alloc);
+    // `loader` needs no libtorch.
     if !matches!(cli.cmd, Cmd::Loader(_)) {
-        let _ = lt_glmc::amp::load_cuda_backend();
-        // Keep freed activations in the process (see lt_glmc::host_alloc).
         let _ = lt_glmc::host_alloc::retain_freed_memory();
     }
     let r = match cli.cmd {

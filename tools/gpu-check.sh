@@ -114,11 +114,10 @@ for mode in "amp nhwc" "fp32 nchw"; do
 done
 
 # --- 5. short CIFAR-style GLMC training ------------------------------------------
-# lt-train does not load libtorch_cuda itself (rustc links it --as-needed, so
-# it is dropped; see lt_glmc::amp::load_cuda_backend): preload it.
+# The binaries keep libtorch_cuda linked (crates/lt-glmc/rpath.rs), so CUDA is
+# seen without preloading anything.
 if [ -x "$BIN/lt-train" ] && [ -d "$KIT/data/cifar" ]; then
-    PRE=""; [ -f "$TORCH_LIB/libtorch_cuda.so" ] && PRE="$TORCH_LIB/libtorch_cuda.so"
-    run 90 "lt-train-cifar" env LD_PRELOAD="$PRE" "$BIN/lt-train" "$KIT/data/cifar" --epochs "$EPOCHS" --batch-size 64 \
+    run 90 "lt-train-cifar" "$BIN/lt-train" "$KIT/data/cifar" --epochs "$EPOCHS" --batch-size 64 \
         --device "$DEVICE" --set model.width=32 --out "$OUT/lt-train-run" --quiet
     tail -n 3 "$OUT/lt-train-run/metrics.jsonl" 2>/dev/null | tee -a "$LOG"
 else

@@ -6,7 +6,7 @@
 mod util;
 
 use lt_train::recipe::PipelineSpec;
-use lt_train::train::{check_pipelines, Dataset};
+use lt_train::train::{check_pipelines, dataset_fingerprint, Dataset};
 use lt_shards::{ImageSizeRange, Manifest, Split};
 
 /// Shards of 8×8 images whose manifest says the train split also holds a
@@ -79,5 +79,5 @@ fn dataset_fingerprint_is_stable() {
             h.update(format!("{} {} {} {}\n", split.as_str(), s.file, s.rows, s.checksum));
         }
     }
-    assert_eq!(lt_train::train::dataset_fingerprint(&m), hex::encode(h.finalize()));
+    assert_eq!(dataset_fingerprint(&m), hex::encode(h.finalize()));
 }

@@ -6,7 +6,8 @@
 #   every clone and every CI run share one ~4.6 GB install.
 # - Installs the few Python packages the tests and baselines use (pyarrow,
 #   DuckDB and HF datasets for the interop tests; numpy, pillow, torchvision
-#   for the reference scripts and the loader baseline).
+#   for the reference scripts and the loader baseline; tensorboard, whose
+#   EventAccumulator reads back lt-train's event files in a test).
 # - Writes nothing into the repository. Source tools/env.sh afterwards (the
 #   other scripts do) to point cargo at the venv.
 set -euo pipefail
@@ -23,10 +24,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 
-want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow duckdb datasets"
+want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow duckdb datasets tensorboard"
 if "$VENV/bin/python" - <<PYEOF 2>/dev/null
 import importlib, sys
-import torch, torchvision, pyarrow, numpy, PIL, duckdb, datasets
+import torch, torchvision, pyarrow, numpy, PIL, duckdb, datasets, tensorboard
 sys.exit(0 if torch.__version__.split('+')[0] == "$TORCH_VERSION" else 1)
 PYEOF
 then

@@ -21,6 +21,10 @@ pub enum ReportError {
     /// A plot could not be drawn or saved.
     #[error("plot {}: {why}", path.display())]
     Plot { path: PathBuf, why: String },
+    /// A file is not what its format says (e.g. a TensorBoard record whose
+    /// CRC does not match).
+    #[error("{}: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
     /// A run's files disagree with each other.
     #[error("{}: {why}", path.display())]
     Inconsistent { path: PathBuf, why: String },

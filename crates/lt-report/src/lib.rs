@@ -10,7 +10,9 @@
 //!   (the settings the summary line names), the run's [`RunInfo`], the
 //!   records and the last [`EvalReport`](lt_core::eval::EvalReport);
 //! - [`plot`]: `per_class.png` (accuracy against training images per class,
-//!   coloured by group) and `curves.png` (loss and accuracy per epoch).
+//!   coloured by group) and `curves.png` (loss and accuracy per epoch);
+//! - [`tensorboard`]: the same scalars (and per-step ones) as TensorBoard
+//!   event files, [`EventWriter`].
 //!
 //! The trainer (`lt-train`) fills these at every evaluation and at the end
 //! of a run; `lt-train replot RUN` redraws the plots of a finished run.
@@ -19,7 +21,9 @@ pub mod error;
 pub mod plot;
 pub mod records;
 pub mod report;
+pub mod tensorboard;
 
 pub use error::{ReportError, Result};
 pub use records::{append_metrics, best_epoch, read_metrics, write_metrics, EpochRecord, EvalSummary, METRICS_FILE};
 pub use report::{headline_table, replot, write_report, RunHeader, RunInfo, REPORT_JSON, REPORT_MD};
+pub use tensorboard::{epoch_scalars, EventWriter};

@@ -1,8 +1,9 @@
 //! The epoch loop every training stage runs (lt-train and `lt-train
 //! finetune`): batches from the loader, one [`Step`] each through the
 //! shared [`Updater`], the epoch's record, evaluation at the recipe's
-//! cadence, checkpoints at epoch ends (and every N steps when asked), and
-//! the progress [`Observer`]. What differs between stages is passed in: the
+//! cadence, checkpoints at epoch ends (and every N steps when asked),
+//! TensorBoard event files (the recipe's `[log]`), and the progress
+//! [`Observer`]. What differs between stages is passed in: the
 //! step, the learning rate and α of an epoch, and what the checkpoint keeps
 //! besides the weights.
 
@@ -11,18 +12,17 @@ use std::path::Path;
 use lt_loader::batch::Position;
 use lt_loader::loader::{Loader, LoaderState};
 
+use crate::error::Result;
+use crate::recipe::Recipe;
+use crate::trace::Trace;
+use crate::train::{epoch_end_state, evaluate, next_batch, AccState, Dataset, EpochAccumulator, Observer, Setup};
 use lt_glmc::amp::{LossScaleState, PrecisionConfig};
 use lt_glmc::checkpoint::{self, TrainState};
-use crate::error::Result;
 use lt_glmc::metrics::EvalReport;
-use crate::recipe::Recipe;
-use lt_glmc::step::{Step, StepModel, Updater};
-use crate::trace::Trace;
-use lt_report::records::{append_metrics, EpochRecord, EvalSummary};
-use crate::train::{
-    epoch_end_state, evaluate, next_batch, AccState, Dataset, EpochAccumulator, Observer, Setup,
-};
 use lt_glmc::pinned::batch_to_device;
+use lt_glmc::step::{Step, StepModel, Updater};
+use lt_report::records::{append_metrics, EpochRecord, EvalSummary};
+use lt_report::tensorboard::{wall_time, EventWriter};
 
 /// Key of a mid-epoch checkpoint's [`AccState`] in [`TrainState::extra`].
 pub(crate) const EXTRA_EPOCH_ACC: &str = "epoch_acc";
@@ -33,7 +33,8 @@ pub(crate) struct EpochLoop<'a> {
     pub ds: &'a Dataset,
     pub device: tch::Device,
     pub precision: &'a PrecisionConfig,
-    /// The run (or fine-tuning) directory: metrics.jsonl and checkpoint/.
+    /// The run (or fine-tuning) directory: metrics.jsonl, the TensorBoard
+    /// event files and checkpoint/.
     pub out: &'a Path,
     pub ckpt: &'a Path,
     /// Total epochs of the schedule, and where this invocation stops.
@@ -70,6 +71,14 @@ pub(crate) struct LoopEnd {
 
 impl EpochLoop<'_> {
     /// Runs epochs `start.epoch..self.stop` of `step` on `loader`.
+    ///
+    /// With `log.tensorboard`, the epochs go to a new event file in the
+    /// directory (one per invocation, so a resumed run adds one): each
+    /// epoch's record at the global step of its end, and every
+    /// `log.scalars_every` steps the step's loss with the epoch's learning
+    /// rate and α (the schedules are per epoch). The file starts with a
+    /// session START at the step after the checkpoint, so TensorBoard drops
+    /// what an interrupted run wrote after it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -85,10 +94,18 @@ impl EpochLoop<'_> {
         let (mut epoch, mut global) = (start.epoch, start.step);
         let (mut first, mut sums) = (start.step_in_epoch, start.sums);
         let mut end = LoopEnd { epoch, step: global, records: Vec::new(), last_eval: None };
+        let mut events: Option<EventWriter> = None;
+        let every = self.recipe.log.scalars_every.max(1) as u64;
         while epoch < self.stop {
+            if events.is_none() && self.recipe.log.tensorboard {
+                let mut w = EventWriter::create(self.out)?;
+                w.session_start(global as i64 + 1, wall_time())?;
+                events = Some(w);
+            }
             let lr = (self.lr)(epoch);
             s.opt.set_lr(lr);
             let alpha = (self.alpha)(epoch);
+            let alpha_shown = if step.reports().0 { alpha } else { 1.0 }; // as the record shows it
             obs.epoch_start(epoch, self.epochs, steps);
             let mut acc = EpochAccumulator::start(steps);
             if let Some(a) = sums.take() {
@@ -111,7 +128,14 @@ impl EpochLoop<'_> {
                 }
                 global += 1;
                 obs.step(o.values.total, images);
+                if let Some(w) = events.as_mut().filter(|_| global % every == 0) {
+                    let values = [("step/loss", o.values.total), ("step/lr", lr), ("step/alpha", alpha_shown)];
+                    w.scalars(global as i64, wall_time(), &values)?;
+                }
                 if self.checkpoint_every.is_some_and(|n| (i + 1) % n == 0) && i + 1 < steps {
+                    if let Some(w) = events.as_mut() {
+                        w.flush()?;
+                    }
                     let mut ex = (self.extra)(upd.loss_scale_state());
                     ex[EXTRA_EPOCH_ACC] = serde_json::to_value(acc.state()).unwrap_or_default();
                     let pos = Position { epoch: epoch as u64, step: (i + 1) as u64 };
@@ -146,6 +170,10 @@ impl EpochLoop<'_> {
             let alpha = if reports.0 { alpha } else { 1.0 };
             let rec = acc.record(epoch, lr, alpha, reports, self.batch_size, test, upd.loss_scale().map(|sc| sc.scale()));
             append_metrics(self.out, &rec)?;
+            if let Some(w) = events.as_mut() {
+                w.epoch(global as i64, wall_time(), &rec)?;
+                w.flush()?;
+            }
             let extra = (self.extra)(upd.loss_scale_state());
             let state = epoch_end_state(done, global, lr, step.rng_state().unwrap_or_default(), self.seed, extra);
             checkpoint::save(self.ckpt, &s.vs, &s.opt, &state)?;

@@ -7,8 +7,9 @@
 //!
 //! The `build` section is a placeholder kept as raw TOML here: its typed
 //! form belongs to lt-build (PLACEHOLDER, see [`Recipe::build`]). The
-//! `loader` section is typed ([`LoaderSection`]), and `perf` holds the
-//! device switches of the GPU path ([`PerfSection`]).
+//! `loader` section is typed ([`LoaderSection`]), `perf` holds the
+//! device switches of the GPU path ([`PerfSection`]), and `log` the
+//! TensorBoard event files ([`LogSection`]).
 //!
 //! ```
 //! let r = lt_train::recipe::Recipe::from_toml_str(r#"
@@ -72,6 +73,9 @@ pub struct Recipe {
     /// Optional second stage: MaxNorm fine-tuning of g_cb.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneSection>,
+    /// What the run logs besides metrics.jsonl (TensorBoard event files).
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +244,9 @@ pub enum PipelineSpec {
 impl PipelineSpec {
     pub fn resolve(&self) -> Result<lt_vision::augment::Pipeline> {
         let p = match self {
-            PipelineSpec::Name(n) => lt_vision::augment::Pipeline::by_name(n).map_err(|e| TrainError::recipe("loader pipeline", e.to_string()))?,
+            PipelineSpec::Name(n) => {
+                lt_vision::augment::Pipeline::by_name(n).map_err(|e| TrainError::recipe("loader pipeline", e.to_string()))?
+            }
             PipelineSpec::Spec(p) => p.clone(),
         };
         p.validate().map_err(|e| TrainError::recipe("loader pipeline", e.to_string()))?;
@@ -382,6 +388,34 @@ fn default_groups() -> GroupThresholds {
 impl Default for EvalSection {
     fn default() -> Self {
         EvalSection { head: EvalHead::Auto, groups: GroupThresholds::default(), every: 1 }
+    }
+}
+
+/// Logging besides metrics.jsonl: TensorBoard event files in the run
+/// directory (`events.out.tfevents.*`, see [`lt_report::tensorboard`]) with
+/// every number of each epoch's metrics.jsonl line (`train/*`, `test/*`) and,
+/// every `scalars_every` steps, the step's loss and the learning rate and α
+/// in force (`step/loss`, `step/lr`, `step/alpha`). `tensorboard --logdir
+/// runs/` shows them. These settings change no result, so a resume may
+/// change them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Write TensorBoard event files (default on).
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
+    /// The per-step scalars every this many steps (default 50).
+    #[serde(default = "default_scalars_every")]
+    pub scalars_every: usize,
+}
+
+fn default_scalars_every() -> usize {
+    50
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { tensorboard: true, scalars_every: default_scalars_every() }
     }
 }
 
@@ -601,7 +635,8 @@ impl Recipe {
             }
             cur = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
         }
-        let new: Recipe = root.try_into().map_err(|e: toml::de::Error| TrainError::Override { key: key.into(), why: format!("{key}={value}: {e}") })?;
+        let new: Recipe =
+            root.try_into().map_err(|e: toml::de::Error| TrainError::Override { key: key.into(), why: format!("{key}={value}: {e}") })?;
         new.validate()?;
         *self = new;
         Ok(())
@@ -631,6 +666,9 @@ impl Recipe {
         }
         if self.eval.every == 0 {
             return bad("eval.every", "must be >= 1".into());
+        }
+        if self.log.scalars_every == 0 {
+            return bad("log.scalars_every", "must be >= 1 (log.tensorboard = false writes no event files)".into());
         }
         let l = &self.loader;
         if l.pool_size == 0 || l.eval_batch_size == 0 {

@@ -15,6 +15,8 @@
 //! where the run so far is exactly the start of the longer run: a constant
 //! learning rate and, for the trainer, no cumulative α (GLMC's re-weighting
 //! uses α = 1 − (e/E)², which depends on E like the cosine schedules do).
+//! Settings that change no result are exempt: the `[log]` section (the
+//! TensorBoard event files) may differ on resume, and is then saved.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -191,6 +193,9 @@ pub enum ResumeChange {
     /// Only the epochs grew, from `from` to `to`, and that is well defined:
     /// the caller continues with the new recipe (and saves it).
     Extend { from: usize, to: usize },
+    /// Only settings that change no result (`log.*`) differ: the caller
+    /// continues with the new recipe (and saves it).
+    Logging,
 }
 
 /// The resume check that `recipe` is the one saved in run directory `out`,
@@ -203,12 +208,13 @@ pub fn check_resume_recipe(out: &Path, recipe: &Recipe, stage: Stage, done: usiz
     let (from, to) = (stage.epochs(&saved), stage.epochs(recipe));
     let mut same_epochs = recipe.clone();
     stage.set_epochs(&mut same_epochs, from);
+    same_epochs.log = saved.log;
     let diff = recipe_diff(&saved, &same_epochs);
     if !diff.is_empty() {
         return Err(resume_err(format!("the recipe differs from the one it was started with: {}", diff.join("; "))));
     }
     if from == to {
-        return Ok(ResumeChange::Same);
+        return Ok(if recipe.log == saved.log { ResumeChange::Same } else { ResumeChange::Logging });
     }
     let key = stage.epochs_key();
     let sched = stage.schedule(recipe);
@@ -347,8 +353,5 @@ pub fn batch_error(e: TrainError, key: &'static str, remedy: &str, batch: usize,
     if batch <= rows || !matches!(e, TrainError::Loader(lt_loader::LoaderError::Config(_))) {
         return e;
     }
-    TrainError::Recipe {
-        key,
-        why: format!("{batch} is more than the {rows} training images, so an epoch holds no full batch; {remedy}"),
-    }
+    TrainError::Recipe { key, why: format!("{batch} is more than the {rows} training images, so an epoch holds no full batch; {remedy}") }
 }

@@ -211,6 +211,7 @@ pub fn default_recipe(ds: &Dataset) -> Recipe {
         normalize: None,
         eval: EvalSection::default(),
         finetune: None,
+        log: Default::default(),
     }
 }
 

@@ -39,7 +39,9 @@ fn smoke_one_epoch_loss_falls_and_outputs_exist() {
     let tmp = tempfile::tempdir().unwrap();
     let (shards, out) = (tmp.path().join("shards"), tmp.path().join("run"));
     write_synth(&shards, &COUNTS, 10, 16, 3, 1);
-    let outcome = train::train(&opts(&shards, &out, tiny_recipe(1)), &mut Quiet).unwrap();
+    let mut recipe = tiny_recipe(1);
+    recipe.set("log.scalars_every", "4").unwrap();
+    let outcome = train::train(&opts(&shards, &out, recipe.clone()), &mut Quiet).unwrap();
     assert!(outcome.finished);
     let rec = &outcome.records[0];
     assert!(rec.loss_last < rec.loss_first, "loss did not fall: {} -> {}", rec.loss_first, rec.loss_last);
@@ -70,9 +72,38 @@ fn smoke_one_epoch_loss_falls_and_outputs_exist() {
     assert_eq!(lines.len(), 1);
     // The saved recipe is the resolved one.
     let saved = lt_train::recipe::Recipe::load(&out.join("recipe.toml")).unwrap();
-    assert_eq!(saved, tiny_recipe(1));
+    assert_eq!(saved, recipe);
     let png = std::fs::read(out.join("per_class.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+    assert_tensorboard_events(&out, &lines[0], 4);
+}
+
+/// The run's TensorBoard events (one file): the epoch's every number at the
+/// step its epoch ends, and every `every` steps the step's loss with the
+/// epoch's learning rate and α.
+fn assert_tensorboard_events(out: &Path, rec: &lt_report::EpochRecord, every: i64) {
+    use lt_report::tensorboard::{event_files, read_events, FILE_VERSION};
+    let files = event_files(out).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let events = read_events(&files[0]).unwrap();
+    assert_eq!(events[0].file_version.as_deref(), Some(FILE_VERSION));
+    assert!(events[1].session_start && events[1].step == 1);
+    let steps = rec.steps as i64;
+    let epoch: Vec<_> = events.iter().filter(|e| e.scalars.iter().any(|(t, _)| t == "train/loss")).collect();
+    assert_eq!(epoch.len(), 1);
+    assert_eq!(epoch[0].step, steps);
+    let want: Vec<(String, f32)> = lt_report::epoch_scalars(rec).into_iter().map(|(t, v)| (t, v as f32)).collect();
+    assert_eq!(epoch[0].scalars, want);
+    for tag in ["train/loss", "train/lr", "train/alpha", "train/images_per_s", "test/top1", "test/many", "test/few"] {
+        assert!(want.iter().any(|(t, _)| t == tag), "{tag} missing from {want:?}");
+    }
+    let per_step: Vec<_> = events.iter().filter(|e| e.scalars.iter().any(|(t, _)| t == "step/loss")).collect();
+    assert_eq!(per_step.iter().map(|e| e.step).collect::<Vec<_>>(), (1..=steps / every).map(|k| k * every).collect::<Vec<_>>());
+    for e in per_step {
+        let get = |tag: &str| e.scalars.iter().find(|(t, _)| t == tag).map(|(_, v)| *v);
+        assert_eq!((get("step/lr"), get("step/alpha")), (Some(rec.lr as f32), Some(rec.alpha as f32)), "step {}", e.step);
+        assert!(get("step/loss").is_some_and(|l| l.is_finite() && l > 0.0));
+    }
 }
 
 #[test]
@@ -90,8 +121,11 @@ fn two_epochs_straight_equal_one_plus_resume_plus_one() {
     assert_eq!((first.epochs_done, first.finished), (1, false));
     o.stop_after = None;
     o.resume = true;
+    // The logging settings change no result, so a resume may change them.
+    o.recipe.set("log.scalars_every", "7").unwrap();
     let second = train::train(&o, &mut Quiet).unwrap();
     assert_eq!((second.epochs_done, second.finished), (2, true));
+    assert_eq!(lt_train::recipe::Recipe::load(&b.join("recipe.toml")).unwrap().log.scalars_every, 7);
 
     assert_same_tensors(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
     assert_same_tensors(&a.join("checkpoint/optimizer.safetensors"), &b.join("checkpoint/optimizer.safetensors"));
@@ -102,6 +136,18 @@ fn two_epochs_straight_equal_one_plus_resume_plus_one() {
         assert_eq!((x.loss, x.loss_sup, x.loss_rb, x.loss_con), (y.loss, y.loss_sup, y.loss_rb, y.loss_con));
         assert_eq!(x.test.map(|t| t.top1), y.test.map(|t| t.top1));
     }
+    // TensorBoard: one event file per invocation, the same epoch curves.
+    assert_eq!(lt_report::tensorboard::event_files(&b).unwrap().len(), 2);
+    let curve = |dir: &Path, tag: &str| {
+        let all = lt_report::tensorboard::read_scalars(dir).unwrap();
+        all.into_iter().filter(|(t, _, _)| t == tag).map(|(_, s, v)| (s, v)).collect::<Vec<_>>()
+    };
+    for tag in ["train/loss", "train/loss_con", "train/lr", "test/top1"] {
+        let ca = curve(&a, tag);
+        assert_eq!(ca.len(), 2, "{tag}");
+        assert_eq!(ca, curve(&b, tag), "{tag}");
+    }
+    assert_eq!(curve(&b, "step/loss").iter().map(|p| p.0).collect::<Vec<_>>(), [21, 28], "every 7 steps after the resume");
 }
 
 #[test]
@@ -183,6 +229,10 @@ fn recipe_with_unknown_fields_is_an_error() {
     let mut r = tiny_recipe(1);
     assert!(r.set("loader.views", "1").unwrap_err().to_string().contains("views"));
     assert!(r.set("loader.augment", "\"cifra\"").unwrap_err().to_string().contains("cifra"));
+    assert!(r.set("log.scalars_every", "0").unwrap_err().to_string().contains("log.scalars_every"));
+    assert!(r.set("log.tensorbord", "false").unwrap_err().to_string().contains("tensorbord"));
+    r.set("log.tensorboard", "false").unwrap();
+    assert_eq!(lt_train::recipe::Recipe::from_toml_str(&r.to_toml_string().unwrap()).unwrap(), r, "[log] round-trips");
 }
 
 #[test]

@@ -12,11 +12,15 @@
 //! - [`plot`]: `per_class.png` (accuracy against training images per class,
 //!   coloured by group) and `curves.png` (loss and accuracy per epoch);
 //! - [`tensorboard`]: the same scalars (and per-step ones) as TensorBoard
-//!   event files, [`EventWriter`].
+//!   event files, [`EventWriter`];
+//! - [`compare`]: runs side by side (`lt-report compare`): one many /
+//!   medium / few table and one per-class plot.
 //!
 //! The trainer (`lt-train`) fills these at every evaluation and at the end
-//! of a run; `lt-train replot RUN` redraws the plots of a finished run.
+//! of a run; `lt-train replot RUN` redraws the plots of a finished run, and
+//! the `lt-report` binary compares finished runs.
 
+pub mod compare;
 pub mod error;
 pub mod plot;
 pub mod records;

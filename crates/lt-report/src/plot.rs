@@ -274,18 +274,34 @@ fn log_ticks(l0: f64, l1: f64, lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
 /// with a non-finite one are left out, a class with no training images is
 /// drawn at 1.
 pub fn plot_per_class(path: &Path, counts: &[usize], acc: &[Option<f64>], t: GroupThresholds) -> Result<()> {
-    let img = render_per_class(path, counts, acc, t, "Per-class test accuracy vs training frequency")?;
+    let img = render_per_class(path, counts, &[("", acc)], t, "Per-class test accuracy vs training frequency")?;
     save_png(path, &img)
 }
 
-fn render_per_class(path: &Path, counts: &[usize], acc: &[Option<f64>], t: GroupThresholds, heading: &str) -> Result<RgbImage> {
-    render(path, PER_CLASS_SIZE, |root| draw_per_class(root, counts, acc, t, heading))
+/// Several runs' per-class accuracy on one plot (same classes and training
+/// counts): one colour per run, each run's classes joined from head to tail,
+/// so that a gain on the few classes shows as one curve above the other.
+pub fn plot_per_class_runs(path: &Path, counts: &[usize], runs: &[(&str, &[Option<f64>])], t: GroupThresholds) -> Result<()> {
+    if let Some((label, acc)) = runs.iter().find(|(_, a)| a.len() != counts.len()) {
+        return Err(plot_error(path, format!("run {label}: {} accuracies for {} classes", acc.len(), counts.len())));
+    }
+    let img = render_per_class(path, counts, runs, t, "Per-class test accuracy vs training frequency, by run")?;
+    save_png(path, &img)
 }
 
+/// Colours of the runs of a comparison, in order.
+const RUN_COLORS: [RGBColor; 5] = [RED, BLUE, BLACK, PURPLE, ORANGE];
+
+fn render_per_class(path: &Path, counts: &[usize], runs: &[(&str, &[Option<f64>])], t: GroupThresholds, heading: &str) -> Result<RgbImage> {
+    render(path, PER_CLASS_SIZE, |root| draw_per_class(root, counts, runs, t, heading))
+}
+
+/// One run: dots coloured by group. Several: one colour per run, each run's
+/// dots joined in order of training count.
 fn draw_per_class<DB: DrawingBackend>(
     root: &Area<DB>,
     counts: &[usize],
-    acc: &[Option<f64>],
+    runs: &[(&str, &[Option<f64>])],
     t: GroupThresholds,
     heading: &str,
 ) -> Drawn<DB> {
@@ -328,34 +344,55 @@ fn draw_per_class<DB: DrawingBackend>(
         }
     }
     let mut present = [false; 3];
-    let mut dots = Vec::new();
-    for (k, (&n, a)) in counts.iter().zip(acc).enumerate() {
-        let Some(a) = a.filter(|a| a.is_finite()) else { continue };
-        let (g, col) = match t.group(n) {
-            Group::Many => (0, BLUE),
-            Group::Medium => (1, ORANGE),
-            Group::Few => (2, RED),
-        };
-        present[g] = true;
-        // Spread classes with equal counts a little so that none hides another.
-        let dx = (k % 5) as i32 - 2;
-        dots.push(EmptyElement::at((n.max(1) as f64, a)) + Circle::new((dx, 0), 4, col.filled()));
+    let mut run_present = vec![false; runs.len()];
+    let by_run = runs.len() > 1;
+    for (r, (_, acc)) in runs.iter().enumerate() {
+        let run_col = RUN_COLORS[r % RUN_COLORS.len()];
+        let mut dots = Vec::new();
+        let mut line: Vec<(f64, f64)> = Vec::new();
+        for (k, (&n, a)) in counts.iter().zip(acc.iter()).enumerate() {
+            let Some(a) = a.filter(|a| a.is_finite()) else { continue };
+            let (g, col) = match t.group(n) {
+                Group::Many => (0, BLUE),
+                Group::Medium => (1, ORANGE),
+                Group::Few => (2, RED),
+            };
+            present[g] = true;
+            run_present[r] = true;
+            // Spread classes with equal counts a little so that none hides another.
+            let dx = (k % 5) as i32 - 2;
+            let col = if by_run { run_col } else { col };
+            dots.push(EmptyElement::at((n.max(1) as f64, a)) + Circle::new((dx, 0), 4, col.filled()));
+            line.push((n.max(1) as f64, a));
+        }
+        if by_run {
+            line.sort_by(|a, b| b.0.total_cmp(&a.0));
+            chart.draw_series(LineSeries::new(line, run_col.stroke_width(2)))?;
+        }
+        chart.draw_series(dots)?;
     }
-    chart.draw_series(dots)?;
     let plot = chart.plotting_area();
     // The axes draw the left and bottom edges; close the frame.
     plot.draw(&PathElement::new(vec![(xa, 1.0 + ACC_PAD), (xb, 1.0 + ACC_PAD), (xb, -ACC_PAD)], BLACK.stroke_width(1)))?;
     let (px, py) = plot.get_pixel_range();
     title(root, heading, (px.start, px.end), py.start)?;
     let mut entries = Vec::new();
-    let groups = [
-        (format!("many (> {})", t.many_above), BLUE),
-        (format!("medium ({}–{})", t.few_at_most + 1, t.many_above), ORANGE),
-        (format!("few (≤ {})", t.few_at_most), RED),
-    ];
-    for ((name, col), shown) in groups.into_iter().zip(present) {
-        if shown {
-            entries.push(entry(name, col, Mark::Dot));
+    if by_run {
+        for (r, ((label, _), shown)) in runs.iter().zip(&run_present).enumerate() {
+            if *shown {
+                entries.push(entry(label.to_string(), RUN_COLORS[r % RUN_COLORS.len()], Mark::Dot));
+            }
+        }
+    } else {
+        let groups = [
+            (format!("many (> {})", t.many_above), BLUE),
+            (format!("medium ({}–{})", t.few_at_most + 1, t.many_above), ORANGE),
+            (format!("few (≤ {})", t.few_at_most), RED),
+        ];
+        for ((name, col), shown) in groups.into_iter().zip(present) {
+            if shown {
+                entries.push(entry(name, col, Mark::Dot));
+            }
         }
     }
     if thresholds {
@@ -572,7 +609,7 @@ mod tests {
         let (counts, acc) = long_tail();
         let t = GroupThresholds::default();
         let p = Path::new("per_class.png");
-        let img = render_per_class(p, &counts, &acc, t, "Per-class test accuracy vs training frequency").unwrap();
+        let img = render_per_class(p, &counts, &[("", &acc)], t, "Per-class test accuracy vs training frequency").unwrap();
         let (w, h) = PER_CLASS_SIZE;
         assert_eq!(img.dimensions(), (w, h));
         let plot_w = w - PER_CLASS_LEGEND_W;
@@ -587,7 +624,7 @@ mod tests {
         assert!(dark(&img, plot_w + 40..w, 0..h) > 150, "legend text");
         assert!(dark(&img, 0..plot_w, h - 30..h) > 100, "x label");
         assert!(dark(&img, 0..30, 0..h) > 60, "y label");
-        let untitled = render_per_class(p, &counts, &acc, t, "").unwrap();
+        let untitled = render_per_class(p, &counts, &[("", &acc)], t, "").unwrap();
         assert!(dark(&untitled, 0..plot_w, 0..TITLE_BAND as u32) < 10);
         assert_ne!(img, untitled);
     }
@@ -686,7 +723,7 @@ mod tests {
 
     #[test]
     fn equal_counts_stay_distinguishable() {
-        let img = render_per_class(Path::new("p.png"), &[40; 5], &[Some(0.5); 5], GroupThresholds::default(), "").unwrap();
+        let img = render_per_class(Path::new("p.png"), &[40; 5], &[("", &[Some(0.5); 5])], GroupThresholds::default(), "").unwrap();
         let plot_w = PER_CLASS_SIZE.0 - PER_CLASS_LEGEND_W;
         let cols: std::collections::BTreeSet<u32> =
             img.enumerate_pixels().filter(|(x, _, p)| *x < plot_w && p.0 == rgb(ORANGE)).map(|(x, _, _)| x).collect();

@@ -164,6 +164,7 @@ pub fn write_report(
     std::fs::write(&p, &md).map_err(|source| ReportError::Io { path: p.clone(), source })?;
     let j = out.join(REPORT_JSON);
     let body = serde_json::json!({
+        "header": header,
         "info": info,
         "final": eval,
         "best": best_epoch(records).map(|(e, b)| serde_json::json!({ "epoch": e, "test": b })),

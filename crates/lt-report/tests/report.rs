@@ -95,3 +95,54 @@ fn report_names_the_settings_and_replot_redraws_from_the_run() {
     let e = replot(out, header().groups).unwrap_err();
     assert!(e.to_string().contains("report.json") && e.to_string().contains("2 class counts for 3 accuracies"), "{e}");
 }
+
+/// Writes a run directory's report with per-class accuracies `acc`.
+fn run_dir(dir: &std::path::Path, counts: &[usize], hits: &[(usize, bool)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut c = EvalCounts::new(counts.len());
+    for &(y, hit) in hits {
+        c.add(y, hit, true, 0.7);
+    }
+    let eval = c.report(counts, header().groups).unwrap();
+    let info = RunInfo {
+        shards: PathBuf::from("shards/"),
+        device: "Cpu".into(),
+        epochs_done: 1,
+        class_names: (0..counts.len()).map(|k| format!("c{k}")).collect(),
+        counts: counts.to_vec(),
+        fingerprint: "f".into(),
+    };
+    write_report(dir, &header(), &info, &[record(0, Some(eval.top1))], &eval, None).unwrap();
+}
+
+#[test]
+fn runs_compare_side_by_side_and_other_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let counts = [100, 30, 5];
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_dir(&a, &counts, &[(0, true), (1, true), (2, false), (2, false)]);
+    run_dir(&b, &counts, &[(0, true), (1, false), (2, true), (2, true)]);
+    let out = tmp.path().join("cmp");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lt-report"))
+        .args(["compare", &format!("ce={}", a.display()), &format!("glmc={}", b.display()), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    // many: class 0; medium: class 1; few (≤ 12 training images): class 2.
+    assert!(text.contains("| ce | 50.00 | 100.00 | 100.00 | 100.00 | 0.00 | 20.00 |\n"), "{text}");
+    assert!(text.contains("| glmc | 75.00 | 100.00 | 100.00 | 0.00 | 100.00 | 5.00 |\n"), "{text}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("| 2 | c2 | 5 | 0.00 | 100.00 |"), "{md}");
+    assert!(image::open(out.join("per_class_compare.png")).is_ok());
+
+    let c = tmp.path().join("c");
+    run_dir(&c, &[100, 30, 6], &[(0, true)]);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lt-report"))
+        .args(["compare", a.to_str().unwrap(), c.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("other data") && err.contains("report.json"), "{err}");
+}

@@ -27,6 +27,33 @@ use serde::{Deserialize, Serialize};
 use crate::groups::{GroupThresholds, Groups};
 use crate::{CoreError, Result};
 
+/// The classifier an evaluation reads: GLMC's conventional head g or its
+/// re-balanced head g_cb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Head {
+    #[serde(rename = "g")]
+    G,
+    #[serde(rename = "g_cb")]
+    GCb,
+}
+
+impl Head {
+    /// The paper's name: `g` or `g_cb`.
+    pub fn paper_name(self) -> &'static str {
+        match self {
+            Head::G => "g",
+            Head::GCb => "g_cb",
+        }
+    }
+    /// The model's tensor-name prefix: `head` or `head_cb`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::G => "head",
+            Head::GCb => "head_cb",
+        }
+    }
+}
+
 /// Number of ECE bins.
 pub const ECE_BINS: usize = 15;
 

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{GlmcError, Result};
 use crate::model::{Arch, ModelConfig};
@@ -29,33 +29,7 @@ use crate::model::{Arch, ModelConfig};
 /// The `format` value of this version.
 pub const FORMAT: &str = "lt-glmc-model/1";
 
-/// Which classifier answers at evaluation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Head {
-    /// The conventional classifier g (`head.*`).
-    #[serde(rename = "head")]
-    G,
-    /// The re-balanced classifier g_cb (`head_cb.*`).
-    #[serde(rename = "head_cb")]
-    GCb,
-}
-
-impl Head {
-    /// The tensor-name prefix: `head` or `head_cb`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Head::G => "head",
-            Head::GCb => "head_cb",
-        }
-    }
-    /// The paper's name: `g` or `g_cb`.
-    pub fn paper_name(self) -> &'static str {
-        match self {
-            Head::G => "g",
-            Head::GCb => "g_cb",
-        }
-    }
-}
+pub use lt_core::eval::Head;
 
 /// A checkpoint's model card.
 #[derive(Clone, Debug, PartialEq)]

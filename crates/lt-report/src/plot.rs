@@ -595,7 +595,7 @@ mod tests {
     }
 
     fn eval(top1: f64) -> EvalSummary {
-        EvalSummary { top1, top5: 0.9, many: Some(top1 + 0.2), medium: Some(top1 - 0.1), few: Some(top1 - 0.25), ece: 0.1 }
+        EvalSummary { top1, top5: 0.9, many: Some(top1 + 0.2), medium: Some(top1 - 0.1), few: Some(top1 - 0.25), ece: 0.1, head: None, g: None, g_cb: None }
     }
 
     fn long_tail() -> (Vec<usize>, Vec<Option<f64>>) {

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use lt_core::eval::EvalReport;
+use lt_core::eval::{EvalReport, Head};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ReportError, Result};
@@ -22,11 +22,42 @@ pub struct EvalSummary {
     pub medium: Option<f64>,
     pub few: Option<f64>,
     pub ece: f64,
+    /// The head these numbers are from (absent in records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<Head>,
+    /// Both heads' accuracies, g and g_cb, from the same pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g: Option<HeadAccuracy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g_cb: Option<HeadAccuracy>,
 }
 
 impl From<&EvalReport> for EvalSummary {
     fn from(r: &EvalReport) -> Self {
-        EvalSummary { top1: r.top1, top5: r.top5, many: r.many, medium: r.medium, few: r.few, ece: r.ece }
+        EvalSummary { top1: r.top1, top5: r.top5, many: r.many, medium: r.medium, few: r.few, ece: r.ece, head: None, g: None, g_cb: None }
+    }
+}
+
+impl EvalSummary {
+    /// The summary of `head`'s evaluation, with both heads' accuracies.
+    pub fn of_heads(head: Head, g: &EvalReport, g_cb: &EvalReport) -> Self {
+        let headline = if head == Head::GCb { g_cb } else { g };
+        EvalSummary { head: Some(head), g: Some(HeadAccuracy::from(g)), g_cb: Some(HeadAccuracy::from(g_cb)), ..EvalSummary::from(headline) }
+    }
+}
+
+/// One head's accuracies at an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadAccuracy {
+    pub top1: f64,
+    pub many: Option<f64>,
+    pub medium: Option<f64>,
+    pub few: Option<f64>,
+}
+
+impl From<&EvalReport> for HeadAccuracy {
+    fn from(r: &EvalReport) -> Self {
+        HeadAccuracy { top1: r.top1, many: r.many, medium: r.medium, few: r.few }
     }
 }
 

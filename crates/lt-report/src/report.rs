@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use lt_core::eval::EvalReport;
+use lt_core::eval::{EvalReport, Head};
 use lt_core::groups::{Group, GroupThresholds};
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,28 @@ pub fn headline_table(eval: &EvalReport, records: &[EpochRecord]) -> String {
     md
 }
 
+/// Both heads' accuracies at the last evaluation that recorded them (GLMC
+/// trains a conventional head g and a re-balanced head g_cb; the recipe
+/// picks the one the report's numbers are from). Empty for records of
+/// earlier versions.
+pub fn heads_table(records: &[EpochRecord]) -> String {
+    let Some((e, t)) = records.iter().rev().find_map(|r| r.test.filter(|t| t.head.is_some()).map(|t| (r.epoch, t))) else {
+        return String::new();
+    };
+    let (Some(head), Some(g), Some(g_cb)) = (t.head, t.g, t.g_cb) else { return String::new() };
+    let mut md = format!(
+        "\nThe numbers above are the **{}** head's. Both heads at epoch {} (GLMC's conventional classifier g and \
+         its re-balanced classifier g_cb):\n\n| head | top-1 | many | medium | few |\n|---|---|---|---|---|\n",
+        head.paper_name(),
+        e + 1
+    );
+    for (h, a) in [(Head::G, g), (Head::GCb, g_cb)] {
+        let mark = if h == head { " (reported)" } else { "" };
+        let _ = writeln!(md, "| {}{mark} | {} | {} | {} | {} |", h.paper_name(), pct(Some(a.top1)), pct(a.many), pct(a.medium), pct(a.few));
+    }
+    md
+}
+
 /// Writes report.md, report.json and both plots into `out`; returns the
 /// Markdown. `note`, a paragraph ending in a blank line, goes right under
 /// the title (fine-tuning says there what its stage did).
@@ -96,6 +118,7 @@ pub fn write_report(
         info.device,
     );
     md.push_str(&headline_table(eval, records));
+    md.push_str(&heads_table(records));
     let _ = writeln!(
         md,
         "\n*last epoch* is the model this run ends with (and its checkpoint); *best epoch* is the evaluated epoch \

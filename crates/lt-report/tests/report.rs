@@ -21,7 +21,7 @@ fn record(epoch: usize, top1: Option<f64>) -> EpochRecord {
         steps: 10,
         train_images_per_s: 1234.0,
         train_seconds: 1.5,
-        test: top1.map(|t| EvalSummary { top1: t, top5: 0.9, many: Some(0.8), medium: Some(0.5), few: None, ece: 0.05 }),
+        test: top1.map(|t| EvalSummary { top1: t, top5: 0.9, many: Some(0.8), medium: Some(0.5), few: None, ece: 0.05, head: None, g: None, g_cb: None }),
         skipped_steps: 0,
         loss_scale: None,
     }
@@ -145,4 +145,26 @@ fn runs_compare_side_by_side_and_other_data_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("other data") && err.contains("report.json"), "{err}");
+}
+
+#[test]
+fn reports_show_both_heads_and_which_one_is_reported() {
+    let mut c = EvalCounts::new(3);
+    c.add(0, true, true, 0.9);
+    c.add(2, false, true, 0.9);
+    let g = c.report(&[100, 30, 5], header().groups).unwrap();
+    let mut c = EvalCounts::new(3);
+    c.add(0, true, true, 0.9);
+    c.add(2, true, true, 0.9);
+    let g_cb = c.report(&[100, 30, 5], header().groups).unwrap();
+    let sum = EvalSummary::of_heads(lt_core::eval::Head::GCb, &g, &g_cb);
+    assert_eq!((sum.top1, sum.few), (1.0, Some(1.0)), "the headline is g_cb's");
+    let rec = EpochRecord { test: Some(sum), ..record(3, None) };
+    let line = serde_json::to_value(&rec).unwrap();
+    assert_eq!(line["test"]["head"], "g_cb");
+    assert_eq!((line["test"]["g"]["top1"].as_f64(), line["test"]["g_cb"]["few"].as_f64()), (Some(0.5), Some(1.0)));
+    let md = lt_report::report::heads_table(&[record(2, Some(0.4)), rec]);
+    assert!(md.contains("**g_cb** head's. Both heads at epoch 4"), "{md}");
+    assert!(md.contains("| g | 50.00 | 100.00 | – | 0.00 |") && md.contains("| g_cb (reported) | 100.00 | 100.00 | – | 100.00 |"), "{md}");
+    assert_eq!(lt_report::report::heads_table(&[record(0, Some(0.5))]), "", "records of earlier versions: no table");
 }

@@ -21,7 +21,7 @@ use lt_glmc::checkpoint::{self, TrainState};
 use lt_glmc::metrics::EvalReport;
 use lt_glmc::pinned::batch_to_device;
 use lt_glmc::step::{Step, StepModel, Updater};
-use lt_report::records::{append_metrics, EpochRecord, EvalSummary};
+use lt_report::records::{append_metrics, EpochRecord};
 use lt_report::tensorboard::{wall_time, EventWriter};
 
 /// Key of a mid-epoch checkpoint's [`AccState`] in [`TrainState::extra`].
@@ -159,9 +159,9 @@ impl EpochLoop<'_> {
             let done = epoch + 1;
             let test = if done % self.recipe.eval.every == 0 || done == self.epochs || done == self.stop {
                 obs.evaluating();
-                let r = evaluate(s, self.recipe, self.ds, self.device)?;
-                let sum = EvalSummary::from(&r);
-                end.last_eval = Some(r);
+                let ev = evaluate(s, self.recipe, self.ds, self.device)?;
+                let sum = ev.summary();
+                end.last_eval = Some(ev.headline().clone());
                 Some(sum)
             } else {
                 None

@@ -235,7 +235,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     }
     let last_eval = match last_eval {
         Some(e) => e,
-        None => train::evaluate(&s, &recipe, &ds, device)?,
+        None => train::evaluate(&s, &recipe, &ds, device)?.headline().clone(),
     };
     let info = RunInfo {
         shards: shards.clone(),

@@ -469,8 +469,32 @@ pub fn setup(recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Setup> {
     Ok(Setup { vs, net, opt, stats, norm, in_channels })
 }
 
-/// Evaluates on the test split with the recipe's eval pipeline and head.
-pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<EvalReport> {
+/// One evaluation of both heads; `head` is the one the recipe reports.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub head: Head,
+    pub g: EvalReport,
+    pub g_cb: EvalReport,
+}
+
+impl Evaluation {
+    /// The reported head's metrics.
+    pub fn headline(&self) -> &EvalReport {
+        if self.head == Head::GCb {
+            &self.g_cb
+        } else {
+            &self.g
+        }
+    }
+    /// The metrics.jsonl summary: the reported head's metrics, and both heads' accuracies.
+    pub fn summary(&self) -> EvalSummary {
+        EvalSummary::of_heads(self.head, &self.g, &self.g_cb)
+    }
+}
+
+/// Evaluates both heads on the test split with the recipe's eval pipeline;
+/// the recipe's evaluation head is the headline.
+pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Evaluation> {
     let e = EvalRun {
         source: ds.test.clone(),
         pipeline: eval_pipeline(recipe, ds)?,
@@ -481,8 +505,11 @@ pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Res
         precision: recipe.perf.precision(),
     };
     let [g, g_cb] = e.run(&s.net, &s.norm, device)?;
-    let acc = if eval_uses_rebalanced(recipe) { g_cb } else { g };
-    Ok(acc.finish(&ds.counts, recipe.eval.groups)?)
+    Ok(Evaluation {
+        head: if eval_uses_rebalanced(recipe) { Head::GCb } else { Head::G },
+        g: g.finish(&ds.counts, recipe.eval.groups)?,
+        g_cb: g_cb.finish(&ds.counts, recipe.eval.groups)?,
+    })
 }
 
 /// One evaluation pass: every image of `source` once, in order, through
@@ -676,7 +703,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         last_eval = end.last_eval;
     }
     if last_eval.is_none() {
-        last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?);
+        last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?.headline().clone());
     }
     Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds, _lock })
 }

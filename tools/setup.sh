@@ -7,7 +7,8 @@
 # - Installs the few Python packages the tests and baselines use (pyarrow,
 #   DuckDB and HF datasets for the interop tests; numpy, pillow, torchvision
 #   for the reference scripts and the loader baseline; tensorboard, whose
-#   EventAccumulator reads back lt-train's event files in a test).
+#   EventAccumulator reads back lt-train's event files in a test; safetensors
+#   for tools/lt_glmc_torch.py, which loads checkpoints in PyTorch).
 # - Writes nothing into the repository. Source tools/env.sh afterwards (the
 #   other scripts do) to point cargo at the venv.
 set -euo pipefail
@@ -24,10 +25,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 
-want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow duckdb datasets tensorboard"
+want="torch==$TORCH_VERSION torchvision pyarrow numpy pillow duckdb datasets tensorboard safetensors"
 if "$VENV/bin/python" - <<PYEOF 2>/dev/null
 import importlib, sys
-import torch, torchvision, pyarrow, numpy, PIL, duckdb, datasets, tensorboard
+import torch, torchvision, pyarrow, numpy, PIL, duckdb, datasets, tensorboard, safetensors
 sys.exit(0 if torch.__version__.split('+')[0] == "$TORCH_VERSION" else 1)
 PYEOF
 then

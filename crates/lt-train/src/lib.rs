@@ -11,6 +11,8 @@
 //! - [`eval`]: using a trained model: `lt-train eval` (a checkpoint on any
 //!   shards with its classes, both heads) and `lt-train predict` (image
 //!   files, folders, Parquet files), from the checkpoint's model card;
+//! - [`export`]: `lt-train export`, the evaluation head traced by libtorch
+//!   into a TorchScript module for deployment (`torch.jit.load`);
 //! - [`finetune`]: the optional second stage (`lt-train finetune`): g_cb
 //!   re-trained with the weight-balancing reference's class-balanced loss and
 //!   MaxNorm, encoder frozen;
@@ -28,6 +30,7 @@
 mod driver;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod finetune;
 pub mod recipe;
 pub mod rundir;

@@ -15,6 +15,7 @@ use lt_report::{EpochRecord, RunInfo};
 use lt_glmc::card::Head;
 use lt_shards::Split;
 use lt_train::eval::{self, EvalOptions};
+use lt_train::export;
 use lt_train::finetune::{self, FinetuneOptions};
 use lt_train::recipe::{Method, Recipe};
 use lt_train::train::{self, Dataset, Observer, TrainOptions, CHECKPOINT_DIR, RECIPE_FILE};
@@ -24,9 +25,10 @@ use lt_train::TrainError;
 /// write metrics.jsonl, report.md and plots into the run directory.
 ///
 /// `lt-train SHARDS [OPTIONS]` trains; `lt-train finetune RUN_DIR`,
-/// `lt-train eval RUN_DIR`, `lt-train predict RUN_DIR IMAGE...` and
-/// `lt-train replot RUN_DIR...` work on run directories (name a shard
-/// directory called finetune, eval, predict, replot or help as ./finetune, …).
+/// `lt-train eval RUN_DIR`, `lt-train predict RUN_DIR IMAGE...`,
+/// `lt-train export RUN_DIR` and `lt-train replot RUN_DIR...` work on run
+/// directories (name a shard directory called finetune, eval, predict,
+/// export, replot or help as ./finetune, …).
 /// One process at a time writes a run directory: a second one is refused.
 ///
 /// Examples:
@@ -37,6 +39,7 @@ use lt_train::TrainError;
 ///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
 ///   lt-train eval runs/ce --shards other-shards/   (evaluate the checkpoint; both heads)
 ///   lt-train predict runs/ce photo.jpg images/ --top-k 3
+///   lt-train export runs/ce --format torchscript   (a TorchScript module for torch.jit.load)
 ///   lt-train replot runs/ce                  (redraw the run's plots)
 #[derive(Parser, Debug)]
 #[command(name = "lt-train", version, about, verbatim_doc_comment, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
@@ -103,6 +106,25 @@ enum Sub {
     ///   lt-train predict runs/c10-glmc photos/ shards/test-00000-of-00001.parquet --top-k 3 --json
     #[command(verbatim_doc_comment)]
     Predict(PredictArgs),
+    /// Export a run's model for deployment (TorchScript)
+    ///
+    /// Traces the evaluation head (g or g_cb, from the model card) with
+    /// libtorch's JIT tracer and saves a TorchScript module: a float batch
+    /// N x C x H x W, normalized as (x/255 - mean)/std, to logits. The example
+    /// input has the eval pipeline's size (its crop; for pipelines that keep
+    /// the source size, the run's image size, or --size). Beside the module,
+    /// a .json file holds the model card (classes, mean/std, pipeline) and
+    /// the traced input shape. The saved module is reloaded and checked
+    /// against the model's logits before the command succeeds.
+    /// Load it with torch.jit.load(FILE) or tch::CModule::load(FILE).
+    /// ONNX: libtorch's C++ API has no ONNX exporter (it is Python's
+    /// torch.onnx); see the README.
+    ///
+    /// Examples:
+    ///   lt-train export runs/c10-glmc
+    ///   lt-train export runs/c10-glmc/checkpoint --size 32 --out c10-glmc.pt
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -222,6 +244,65 @@ fn run_predict(a: PredictArgs) -> Result<()> {
             println!("{}: {}", p.input, top.join(", "));
         }
     }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    /// A traced TorchScript module (torch.jit.load)
+    Torchscript,
+    /// Not available from Rust: libtorch's C++ API has no ONNX exporter
+    Onnx,
+}
+
+// `lt-train export` (its help text is on Sub::Export).
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Run directory (or a checkpoint directory)
+    run_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "torchscript")]
+    format: FormatArg,
+    /// The module file (default RUN_DIR/export/model.pt; its description goes beside it as .json)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Example input size for tracing, N or WxH (default: the eval pipeline's crop, else the run's image size)
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u32, u32)>,
+    /// The head to export
+    #[arg(long, value_enum, default_value = "auto")]
+    head: HeadArg,
+}
+
+/// `N` (square) or `WxH`, both > 0.
+fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
+    let num = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0);
+    let parsed = match s.split_once(['x', 'X']) {
+        Some((w, h)) => num(w).zip(num(h)),
+        None => num(s).map(|n| (n, n)),
+    };
+    parsed.ok_or_else(|| format!("{s:?}: expected N or WxH, positive integers"))
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    if let FormatArg::Onnx = a.format {
+        bail!(
+            "--format onnx: libtorch's C++ API, which lt-train runs on, has no ONNX exporter (it is Python's torch.onnx); \
+             export --format torchscript, or see the README for ONNX from tools/lt_glmc_torch.py"
+        );
+    }
+    let mut o = export::ExportOptions::new(&a.run_dir);
+    o.out = a.out;
+    o.size = a.size;
+    o.head = a.head.head();
+    let e = export::export(&o).map_err(|e| flagged(e, Command::Eval))?;
+    let [_, c, h, w] = e.info.input_shape;
+    println!(
+        "{}: TorchScript module of {} (input N x {c} x {h} x {w}, normalized; checked, max |diff| {:.1e})",
+        e.path.display(),
+        e.info.head,
+        e.max_abs_diff
+    );
+    println!("description: {}", e.info_path.display());
     Ok(())
 }
 
@@ -643,6 +724,7 @@ fn main() -> ExitCode {
         Some(Sub::Finetune(a)) => run_finetune(a),
         Some(Sub::Eval(a)) => run_eval(a),
         Some(Sub::Predict(a)) => run_predict(a),
+        Some(Sub::Export(a)) => run_export(a),
         Some(Sub::Replot(a)) => a.run_dirs.iter().try_for_each(|d| {
             let recipe = Recipe::load(&d.join(RECIPE_FILE)).with_context(|| format!("cannot replot {}", d.display()))?;
             lt_report::replot(d, recipe.eval.groups).with_context(|| format!("cannot replot {}", d.display()))?;

@@ -17,7 +17,13 @@ fn lt_build_shards_feed_the_loader() {
     let out = tmp.path().join("synth-lt");
     // lt-build synth --classes 5 --per-class 40 --size 16 --if 8 -o OUT
     let synth = SynthOptions { classes: 5, train_per_class: 40, size: 16, ..Default::default() };
-    let m = lt_build("synth", None, &SourceOptions { synth, ..Default::default() }, &BuildOptions { imbalance: Some(8.0), ..Default::default() }, &out);
+    let m = lt_build(
+        "synth",
+        None,
+        &SourceOptions { synth, ..Default::default() },
+        &BuildOptions { imbalance: Some(8.0), ..Default::default() },
+        &out,
+    );
     let counts: Vec<usize> = m.classes.iter().map(|c| c.train).collect();
     assert_eq!(counts, lt_core::profile::exponential_counts(5, 40, 8.0).unwrap());
 

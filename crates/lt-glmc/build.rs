@@ -27,9 +27,8 @@ fn compile_shim() {
     let root = match env::var("LIBTORCH_INCLUDE") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => {
-            let lib = env::var("DEP_TCH_LIBTORCH_LIB").expect(
-                "torch-sys did not export DEP_TCH_LIBTORCH_LIB (is lt-glmc still a direct dependent of torch-sys?)",
-            );
+            let lib = env::var("DEP_TCH_LIBTORCH_LIB")
+                .expect("torch-sys did not export DEP_TCH_LIBTORCH_LIB (is lt-glmc still a direct dependent of torch-sys?)");
             PathBuf::from(lib).join("..")
         }
     };

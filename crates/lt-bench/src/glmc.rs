@@ -37,15 +37,15 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use lt_glmc::amp::{synchronize, LossScaler, PrecisionConfig};
 use crate::error::{BenchError, Result};
-use lt_glmc::GlmcError;
+use lt_glmc::amp::{synchronize, LossScaler, PrecisionConfig};
 use lt_glmc::loss::{ClassStats, LossConfig};
 use lt_glmc::mix::Normalizer;
 use lt_glmc::model::{Arch, GlmcNet, ModelConfig};
 use lt_glmc::optim::{Sgd, SgdConfig};
 use lt_glmc::pinned::{batch_to_device, TensorAllocator};
 use lt_glmc::step::{GlmcStep, StepModel, Updater};
+use lt_glmc::GlmcError;
 
 /// The models `lt-bench` knows, by their command-line names.
 pub fn parse_model(name: &str, width: Option<i64>) -> Result<Arch> {
@@ -355,8 +355,7 @@ pub fn synthetic_batch(o: &StepOptions, image_size: i64, device: Device) -> Resu
 
 fn gpu_with(stepper: &mut GlmcStepper, image_size: i64, steps: usize, warmup: usize) -> Result<GpuBenchReport> {
     let (x, y) = synthetic_batch(stepper.options(), image_size, stepper.device)?;
-    let (t, skipped, last) =
-        timed_steps(stepper, warmup, steps, |_| Ok((x.shallow_clone(), y.shallow_clone(), None)))?;
+    let (t, skipped, last) = timed_steps(stepper, warmup, steps, |_| Ok((x.shallow_clone(), y.shallow_clone(), None)))?;
     Ok(gpu_report(stepper, image_size, warmup, t, skipped, last))
 }
 

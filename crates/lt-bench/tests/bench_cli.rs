@@ -16,10 +16,11 @@ fn write_shards(dir: &Path, counts: &[usize], side: u32) {
     std::fs::create_dir_all(dir).unwrap();
     let names: Vec<String> = (0..counts.len()).map(|c| format!("c{c}")).collect();
     let mut rng = Rng::new(11);
-    let mut builder = Manifest::builder("bench_cli test", &names)
-        .source(lt_shards::SourceInfo::new("test-synth", ""))
-        .seed(11)
-        .channels(3, vec![0.5; 3], vec![0.25; 3]);
+    let mut builder = Manifest::builder("bench_cli test", &names).source(lt_shards::SourceInfo::new("test-synth", "")).seed(11).channels(
+        3,
+        vec![0.5; 3],
+        vec![0.25; 3],
+    );
     for (split, counts) in [(Split::Train, counts.to_vec()), (Split::Test, vec![1; counts.len()])] {
         let mut rows = Vec::new();
         for (c, &n) in counts.iter().enumerate() {
@@ -27,7 +28,14 @@ fn write_shards(dir: &Path, counts: &[usize], side: u32) {
                 let px: Vec<u8> = (0..side * side * 3).map(|_| rng.below(256) as u8).collect();
                 let image = encode_png(&Decoded { width: side, height: side, channels: 3, pixels: px }).unwrap();
                 let source_index = rows.len() as i64;
-                rows.push(Row { image, path: format!("{c}/{i}.png"), label: c as i64, source_index, height: side as i32, width: side as i32 });
+                rows.push(Row {
+                    image,
+                    path: format!("{c}/{i}.png"),
+                    label: c as i64,
+                    source_index,
+                    height: side as i32,
+                    width: side as i32,
+                });
             }
         }
         rng.shuffle(&mut rows);
@@ -48,7 +56,22 @@ fn result_json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
-const TINY: &[&str] = &["--model", "resnet32", "--width", "4", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--device", "cpu", "--torch-threads", "1"];
+const TINY: &[&str] = &[
+    "--model",
+    "resnet32",
+    "--width",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--device",
+    "cpu",
+    "--torch-threads",
+    "1",
+];
 
 #[test]
 fn gpu_subcommand_on_cpu_prints_summary_and_json() {
@@ -95,8 +118,21 @@ fn loader_and_e2e_subcommands_run_from_shards() {
     let json = dir.path().join("e2e.jsonl");
 
     let (ok, out, err) = run(&[
-        "loader", "--shards", shards.to_str().unwrap(), "--pipeline", "cifar", "--threads", "1", "--batch-size", "4",
-        "--sampler", "paired:0.2", "--steps", "2", "--warmup", "1",
+        "loader",
+        "--shards",
+        shards.to_str().unwrap(),
+        "--pipeline",
+        "cifar",
+        "--threads",
+        "1",
+        "--batch-size",
+        "4",
+        "--sampler",
+        "paired:0.2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
     ]);
     assert!(ok, "lt-bench loader failed: {err}");
     let r = result_json(&out);
@@ -112,11 +148,8 @@ fn loader_and_e2e_subcommands_run_from_shards() {
     assert!(first.starts_with("e2e resnet32-w4 B=4 3x16x16 fp32 nhwc cifar 1 threads on cpu: e2e "), "{first}");
     assert!(first.contains("e2e/gpu") && first.contains("loader/gpu"), "{first}");
     let r = result_json(&out);
-    let (e, g, l) = (
-        r["e2e_images_per_s"].as_f64().unwrap(),
-        r["gpu_images_per_s"].as_f64().unwrap(),
-        r["loader_images_per_s"].as_f64().unwrap(),
-    );
+    let (e, g, l) =
+        (r["e2e_images_per_s"].as_f64().unwrap(), r["gpu_images_per_s"].as_f64().unwrap(), r["loader_images_per_s"].as_f64().unwrap());
     assert!(e > 0.0 && g > 0.0 && l > 0.0, "{r}");
     assert!((r["e2e_over_gpu"].as_f64().unwrap() - e / g).abs() < 1e-9);
     assert!((r["loader_over_gpu"].as_f64().unwrap() - l / g).abs() < 1e-9);

@@ -130,11 +130,8 @@ fn the_authors_loop_replays_a_traced_epoch() {
         .output()
         .unwrap();
     assert!(o.status.success(), "harness failed: {}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(replay.join("replay.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(replay.join("replay.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), COUNTS.iter().sum::<usize>() / 8);
     for (i, l) in lines.iter().take(3).enumerate() {
         for term in ["total", "sup", "rb", "con"] {

@@ -18,7 +18,9 @@ pub enum ProfileKind {
     #[default]
     Auto,
     Exponential,
-    Step { mu: f64 },
+    Step {
+        mu: f64,
+    },
     CountsFile(PathBuf),
     AsIs,
 }
@@ -224,13 +226,7 @@ fn resolve_profile(opts: &BuildOptions) -> Result<Profile> {
 /// gives tail classes no training image at all: the split would silently
 /// lose classes, so it is an error naming the settings. (An explicit 0 in a
 /// counts file is taken as meant.)
-fn check_no_empty_tail(
-    prof: &Profile,
-    targets: &[usize],
-    available: &[usize],
-    names: &[String],
-    n_max: Option<usize>,
-) -> Result<()> {
+fn check_no_empty_tail(prof: &Profile, targets: &[usize], available: &[usize], names: &[String], n_max: Option<usize>) -> Result<()> {
     let imbalance = match prof {
         Profile::Exponential { imbalance } | Profile::Step { imbalance, .. } => *imbalance,
         Profile::Counts { .. } | Profile::AsIs => return Ok(()),
@@ -294,10 +290,8 @@ fn plan(source: &dyn Source, opts: &BuildOptions) -> Result<Plan> {
     let mut targets = prof.counts_ordered(&available, opts.max_per_class, class_order.as_deref())?;
     check_no_empty_tail(&prof, &targets, &available, &names, opts.max_per_class)?;
     let clamped = profile::clamp_or_fail(&mut targets, &available, &names, opts.clamp)?;
-    let selected = [
-        profile::select(train_labels, &targets, opts.selection, opts.seed)?,
-        (0..source.labels(Split::Test).len()).collect::<Vec<_>>(),
-    ];
+    let selected =
+        [profile::select(train_labels, &targets, opts.selection, opts.seed)?, (0..source.labels(Split::Test).len()).collect::<Vec<_>>()];
     Ok(Plan { names, profile: prof, class_order, targets, clamped, selected })
 }
 

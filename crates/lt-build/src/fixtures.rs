@@ -192,7 +192,8 @@ pub fn write_cifar10_python(root: &Path, per_class: usize, test_per_class: usize
     let per = n.div_ceil(5);
     for b in 0..5 {
         let r = (b * per).min(n)..((b + 1) * per).min(n);
-        let bytes = batch_pickle(&td[r.start * 3072..r.end * 3072], &tl[r.clone()], "labels", &format!("training batch {} of 5", b + 1), false);
+        let bytes =
+            batch_pickle(&td[r.start * 3072..r.end * 3072], &tl[r.clone()], "labels", &format!("training batch {} of 5", b + 1), false);
         std::fs::write(dir.join(format!("data_batch_{}", b + 1)), bytes).unwrap();
     }
     let vl = labels(3, 10, test_per_class);

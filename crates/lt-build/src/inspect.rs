@@ -35,7 +35,8 @@ pub fn verify(dir: &Path) -> Result<Verification> {
         match set.check_labels(m.classes.len()) {
             Ok(got) => {
                 if got != set.class_counts() {
-                    v.problems.push(format!("{} split: label histogram of the shards differs from the manifest's class counts", split.as_str()));
+                    v.problems
+                        .push(format!("{} split: label histogram of the shards differs from the manifest's class counts", split.as_str()));
                 }
             }
             Err(e) => v.problems.push(e.to_string()),
@@ -54,18 +55,20 @@ pub fn report(dir: &Path, all_classes: bool, check: bool) -> Result<(String, Ver
         Some(Selection::Ldam) => "ldam",
         None => "none",
     };
-    let _ = writeln!(
-        o,
-        "{}: {} classes, source {kind} ({location}), seed {}, selection {selection}",
-        dir.display(),
-        m.classes.len(),
-        m.seed,
-    );
+    let _ =
+        writeln!(o, "{}: {} classes, source {kind} ({location}), seed {}, selection {selection}", dir.display(), m.classes.len(), m.seed,);
     let _ = writeln!(o, "profile: {}", m.profile.as_ref().map_or("null".into(), |p| p.spec_json()));
     for split in Split::ALL {
         if let Some(s) = m.splits.get(&split) {
             let bytes: u64 = s.shards.iter().map(|x| x.bytes).sum();
-            let _ = writeln!(o, "{:5}: {:>8} images in {} shard(s), {:.1} MiB", split.as_str(), s.rows, s.shards.len(), bytes as f64 / (1 << 20) as f64);
+            let _ = writeln!(
+                o,
+                "{:5}: {:>8} images in {} shard(s), {:.1} MiB",
+                split.as_str(),
+                s.rows,
+                s.shards.len(),
+                bytes as f64 / (1 << 20) as f64
+            );
         }
     }
     let max = m.classes.iter().map(|c| c.train).max().unwrap_or(0).max(1);

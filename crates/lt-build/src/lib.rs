@@ -24,7 +24,7 @@ pub mod inspect;
 pub mod recipe;
 pub mod sources;
 
-pub use build::{build, BuildOptions, BuildReport, ClassOrder, NoProgress, Progress, ProfileKind};
+pub use build::{build, BuildOptions, BuildReport, ClassOrder, NoProgress, ProfileKind, Progress};
 
 use std::path::PathBuf;
 

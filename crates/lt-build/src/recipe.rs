@@ -50,14 +50,11 @@ impl BuildRecipe {
     /// Reads the `[build]` table of a recipe file (absent → all defaults).
     pub fn load(path: &Path) -> Result<BuildRecipe> {
         let text = std::fs::read_to_string(path).map_err(|e| BuildError::Io { path: path.into(), error: e })?;
-        let doc: toml::Table = toml::from_str(&text)
-            .map_err(|e| BuildError::Source { path: path.into(), msg: format!("not a valid TOML recipe: {e}") })?;
+        let doc: toml::Table =
+            toml::from_str(&text).map_err(|e| BuildError::Source { path: path.into(), msg: format!("not a valid TOML recipe: {e}") })?;
         match doc.get("build") {
             None => Ok(BuildRecipe::default()),
-            Some(v) => v
-                .clone()
-                .try_into()
-                .map_err(|e| BuildError::Source { path: path.into(), msg: format!("[build]: {e}") }),
+            Some(v) => v.clone().try_into().map_err(|e| BuildError::Source { path: path.into(), msg: format!("[build]: {e}") }),
         }
     }
 }

@@ -284,7 +284,9 @@ fn plant_label(out: &Path, at: usize, bad: i64) {
     rows[at].label = bad;
     std::fs::remove_dir_all(out.join("train")).unwrap();
     let names = m.class_names();
-    let mut w = SplitWriter::try_new(out, Split::Train, &names, &m.class_counts(Split::Train), WriterOptions::default().with_row_group_rows(8)).unwrap();
+    let mut w =
+        SplitWriter::try_new(out, Split::Train, &names, &m.class_counts(Split::Train), WriterOptions::default().with_row_group_rows(8))
+            .unwrap();
     w.write_rows(rows).unwrap();
     m.splits.get_mut(&Split::Train).unwrap().shards = w.finish().unwrap();
     m.save(out).unwrap();
@@ -302,7 +304,10 @@ fn inspect_names_the_shard_and_row_of_a_label_outside_the_classes() {
         let t = text(&o);
         assert!(!t.contains("panicked"), "{t}");
         assert_eq!(o.status.code(), Some(1), "{t}");
-        assert!(t.contains(&format!("verify: FAILED {}: row 13: label {bad} is outside 0..3", out.join("train/part-00000.parquet").display())), "{t}");
+        assert!(
+            t.contains(&format!("verify: FAILED {}: row 13: label {bad} is outside 0..3", out.join("train/part-00000.parquet").display())),
+            "{t}"
+        );
     }
 }
 
@@ -357,7 +362,8 @@ fn jpeg_folder(root: &Path) {
     for (c, n) in [("a", 4), ("b", 4)] {
         std::fs::create_dir_all(root.join(c)).unwrap();
         for i in 0..n {
-            let img = lt_vision::codec::Decoded { width: 64, height: 48, channels: 3, pixels: fixtures::pixels(100 + i as u64, 64 * 48 * 3) };
+            let img =
+                lt_vision::codec::Decoded { width: 64, height: 48, channels: 3, pixels: fixtures::pixels(100 + i as u64, 64 * 48 * 3) };
             std::fs::write(root.join(c).join(format!("{i}.jpg")), lt_vision::codec::encode_jpeg(&img, 90).unwrap()).unwrap();
         }
     }
@@ -423,9 +429,15 @@ fn silent_flag_mistakes_are_refused_naming_the_flag() {
     let o = s(&out);
     for (args, needles) in [
         // Tail classes floored to 0 images: the message names the settings, the flags follow.
-        (vec!["--if", "1e300", s(&src), "-o", o], vec!["imbalance 1e300 with n_max 60 gives 9 class(es) no training image", "(flags --if, --max-per-class)"]),
+        (
+            vec!["--if", "1e300", s(&src), "-o", o],
+            vec!["imbalance 1e300 with n_max 60 gives 9 class(es) no training image", "(flags --if, --max-per-class)"],
+        ),
         (vec!["--if", "100", "--max-per-class", "50", s(&src), "-o", o], vec!["raise max_per_class (flags --if, --max-per-class)"]),
-        (vec!["--if", "100", "--profile", "step", "--max-per-class", "50", s(&src), "-o", o], vec!["imbalance 100 with n_max 50", "(flags --if, --max-per-class)"]),
+        (
+            vec!["--if", "100", "--profile", "step", "--max-per-class", "50", s(&src), "-o", o],
+            vec!["imbalance 100 with n_max 50", "(flags --if, --max-per-class)"],
+        ),
         // A counts file that would never be read.
         (vec!["--counts-file", s(&counts), s(&src), "-o", o], vec!["only read with --profile counts"]),
         (vec!["--if", "10", "--counts-file", s(&counts), s(&src), "-o", o], vec!["--counts-file"]),
@@ -495,7 +507,10 @@ fn error_messages_say_each_cause_once_and_name_the_users_path() {
     assert_eq!(t.matches("missing").count(), 1, "{t}");
     // An output where no directory can be made names the path the user gave.
     if Path::new("/proc/self").exists() {
-        let t = assert_refused(&["synth", "--size", "8", "--per-class", "3", "-o", "/proc/lt-build-test-out"], "output /proc/lt-build-test-out: cannot create a directory in /proc");
+        let t = assert_refused(
+            &["synth", "--size", "8", "--per-class", "3", "-o", "/proc/lt-build-test-out"],
+            "output /proc/lt-build-test-out: cannot create a directory in /proc",
+        );
         assert!(!t.contains(".lt-build-test-out.tmp"), "{t}");
     }
 }
@@ -508,7 +523,22 @@ fn photos_source_builds_crops_from_a_folder_of_photographs() {
     let img = lt_vision::codec::Decoded { width: 320, height: 256, channels: 3, pixels: fixtures::pixels(3, 320 * 256 * 3) };
     std::fs::write(root.join("a.jpg"), lt_vision::codec::encode_jpeg(&img, 90).unwrap()).unwrap();
     let out = tmp.path().join("o");
-    let o = lt_build(&["photos", s(&root), "--classes", "4", "--per-class", "6", "--test-per-class", "0", "--size", "32", "--if", "3", "-o", s(&out)]);
+    let o = lt_build(&[
+        "photos",
+        s(&root),
+        "--classes",
+        "4",
+        "--per-class",
+        "6",
+        "--test-per-class",
+        "0",
+        "--size",
+        "32",
+        "--if",
+        "3",
+        "-o",
+        s(&out),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let m = lt_shards::Manifest::load(&out).unwrap();
     assert_eq!(m.classes.iter().map(|c| c.train).collect::<Vec<_>>(), lt_core::profile::exponential_counts(4, 6, 3.0).unwrap());

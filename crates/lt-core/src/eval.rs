@@ -116,7 +116,11 @@ impl EvalCounts {
     /// Adds another evaluation's counts (another batch, another shard).
     pub fn merge(&mut self, other: &EvalCounts) -> Result<()> {
         if other.num_classes() != self.num_classes() {
-            return Err(CoreError::ClassMismatch { what: "evaluation counts to merge", expected: self.num_classes(), got: other.num_classes() });
+            return Err(CoreError::ClassMismatch {
+                what: "evaluation counts to merge",
+                expected: self.num_classes(),
+                got: other.num_classes(),
+            });
         }
         let add = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
         add(&mut self.total, &other.total);
@@ -164,7 +168,8 @@ mod tests {
 
     #[test]
     fn merged_halves_equal_one_pass() {
-        let samples = [(0usize, true, true, 0.95), (1, false, true, 0.4), (2, false, false, 0.2), (1, true, true, 0.7), (0, false, true, 1.0)];
+        let samples =
+            [(0usize, true, true, 0.95), (1, false, true, 0.4), (2, false, false, 0.2), (1, true, true, 0.7), (0, false, true, 1.0)];
         let mut one = EvalCounts::new(3);
         samples.iter().for_each(|&(y, a, b, c)| one.add(y, a, b, c));
         let (mut h1, mut h2) = (EvalCounts::new(3), EvalCounts::new(3));

@@ -88,13 +88,7 @@ impl GroupThresholds {
 
     /// "many > 100, medium 21–100, few ≤ 20", for reports.
     pub fn describe(&self) -> String {
-        format!(
-            "many > {}, medium {}–{}, few ≤ {}",
-            self.many_above,
-            self.few_at_most + 1,
-            self.many_above,
-            self.few_at_most
-        )
+        format!("many > {}, medium {}–{}, few ≤ {}", self.many_above, self.few_at_most + 1, self.many_above, self.few_at_most)
     }
 }
 

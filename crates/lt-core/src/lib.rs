@@ -47,12 +47,7 @@ pub enum CoreError {
     #[error("the dataset has no classes")]
     NoClasses,
     #[error("class {class} ({name}) has {available} images but the profile asks for {wanted}; set clamp to keep all {available} and record it, or lower max_per_class/imbalance")]
-    TooFewImages {
-        class: usize,
-        name: String,
-        available: usize,
-        wanted: usize,
-    },
+    TooFewImages { class: usize, name: String, available: usize, wanted: usize },
     #[error("counts file lists {got} classes but the dataset has {expected}")]
     CountsLength { expected: usize, got: usize },
     /// A setting out of range; `settings` are the config names the message

@@ -76,12 +76,7 @@ impl Profile {
     }
 
     /// Like [`Profile::counts`] with an explicit class order.
-    pub fn counts_ordered(
-        &self,
-        available: &[usize],
-        n_max: Option<usize>,
-        order: Option<&[usize]>,
-    ) -> Result<Vec<usize>> {
+    pub fn counts_ordered(&self, available: &[usize], n_max: Option<usize>, order: Option<&[usize]>) -> Result<Vec<usize>> {
         let c = available.len();
         if c == 0 {
             return Err(CoreError::NoClasses);
@@ -132,12 +127,7 @@ pub struct Clamped {
 /// Checks targets against availability. Without `clamp`, a class short of
 /// images is an error naming it; with `clamp`, its target is lowered and the
 /// change recorded.
-pub fn clamp_or_fail(
-    targets: &mut [usize],
-    available: &[usize],
-    names: &[String],
-    clamp: bool,
-) -> Result<Vec<Clamped>> {
+pub fn clamp_or_fail(targets: &mut [usize], available: &[usize], names: &[String], clamp: bool) -> Result<Vec<Clamped>> {
     let mut clamped = Vec::new();
     for (c, (t, &a)) in targets.iter_mut().zip(available).enumerate() {
         if *t > a {
@@ -190,10 +180,7 @@ pub fn select(labels: &[u32], targets: &[usize], method: Selection, seed: u64) -
     for (i, &l) in labels.iter().enumerate() {
         let l = l as usize;
         if l >= targets.len() {
-            return Err(CoreError::Invalid(format!(
-                "item {i} has label {l} but there are only {} classes",
-                targets.len()
-            )));
+            return Err(CoreError::Invalid(format!("item {i} has label {l} but there are only {} classes", targets.len())));
         }
         by_class[l].push(i);
     }
@@ -242,9 +229,7 @@ pub fn checked_histogram(labels: impl IntoIterator<Item = i64>, classes: usize) 
         match usize::try_from(l).ok().and_then(|c| h.get_mut(c)) {
             Some(n) => *n += 1,
             None => {
-                return Err(CoreError::Invalid(format!(
-                    "item {i} has label {l}, outside 0..{classes} (the dataset has {classes} classes)"
-                )))
+                return Err(CoreError::Invalid(format!("item {i} has label {l}, outside 0..{classes} (the dataset has {classes} classes)")))
             }
         }
     }
@@ -348,10 +333,7 @@ mod tests {
             let h = histogram(a.iter().map(|&i| labels[i]), 4);
             assert_eq!(h, t);
         }
-        assert_ne!(
-            select(&labels, &t, Selection::Glmc, 1).unwrap(),
-            select(&labels, &t, Selection::Ldam, 1).unwrap()
-        );
+        assert_ne!(select(&labels, &t, Selection::Glmc, 1).unwrap(), select(&labels, &t, Selection::Ldam, 1).unwrap());
     }
 
     #[test]

@@ -14,10 +14,7 @@ pub fn label_weights(counts: &[usize], p: f64) -> Vec<f64> {
 /// each item has weight `n_{y}^(−q)`, so class c is drawn with probability
 /// `n_c^(1−q) / Σ_k n_k^(1−q)`.
 pub fn class_sampling_probs(counts: &[usize], q: f64) -> Vec<f64> {
-    let raw: Vec<f64> = counts
-        .iter()
-        .map(|&n| if n == 0 { 0.0 } else { (n as f64).powf(1.0 - q) })
-        .collect();
+    let raw: Vec<f64> = counts.iter().map(|&n| if n == 0 { 0.0 } else { (n as f64).powf(1.0 - q) }).collect();
     let sum: f64 = raw.iter().sum();
     raw.iter().map(|r| r / sum).collect()
 }

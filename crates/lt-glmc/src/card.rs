@@ -117,7 +117,10 @@ impl ModelCard {
             return Err(bad("class_names", format!("{} names for {} classes", card.class_names.len(), card.model.num_classes)));
         }
         if card.mean.len() as i64 != card.model.in_channels || card.std.len() != card.mean.len() {
-            return Err(bad("mean", format!("{} means and {} stds for {} channels", card.mean.len(), card.std.len(), card.model.in_channels)));
+            return Err(bad(
+                "mean",
+                format!("{} means and {} stds for {} channels", card.mean.len(), card.std.len(), card.model.in_channels),
+            ));
         }
         Ok(card)
     }
@@ -159,7 +162,8 @@ mod tests {
         assert_eq!(m["eval_head"], "head_cb");
         assert_eq!(m["class_names"], r#"["T-shirt/top","Trouser","Pullover"]"#);
         assert_eq!(ModelCard::from_metadata(&m).unwrap(), c);
-        let r50 = ModelCard { model: ModelConfig::new(Arch::ResNeXt50_32x4d, 3).with_proj_dim(256), mean: vec![0.5; 3], std: vec![0.2; 3], ..c };
+        let r50 =
+            ModelCard { model: ModelConfig::new(Arch::ResNeXt50_32x4d, 3).with_proj_dim(256), mean: vec![0.5; 3], std: vec![0.2; 3], ..c };
         let m = r50.to_metadata();
         assert!(!m.contains_key("width"));
         assert_eq!(ModelCard::from_metadata(&m).unwrap(), r50);

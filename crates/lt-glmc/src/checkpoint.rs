@@ -73,10 +73,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GlmcError + '_ {
 pub fn save_weights(vs: &VarStore, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let cpu: Vec<(String, Tensor)> = named
-        .into_iter()
-        .map(|(n, t)| Ok((n, t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?)))
-        .collect::<Result<_>>()?;
+    let cpu: Vec<(String, Tensor)> =
+        named.into_iter().map(|(n, t)| Ok((n, t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
     write_safetensors(&cpu, metadata, path)
 }
 
@@ -320,11 +318,8 @@ pub fn recover(dir: &Path) -> Result<Recovery> {
     }
     let mut rec = Recovery::default();
     if !dir.join(STATE_FILE).is_file() {
-        let newest = olds
-            .iter()
-            .filter_map(|p| load_state(p).ok().map(|s| (s.step, p.clone())))
-            .max_by_key(|(step, _)| *step)
-            .map(|(_, p)| p);
+        let newest =
+            olds.iter().filter_map(|p| load_state(p).ok().map(|s| (s.step, p.clone()))).max_by_key(|(step, _)| *step).map(|(_, p)| p);
         if let Some(old) = newest {
             if dir.exists() {
                 // An incomplete directory in the way (not one of ours): keep it aside.

@@ -76,10 +76,8 @@ pub fn retain_freed_memory() -> HostAllocTuning {
 fn apply() -> HostAllocTuning {
     // SAFETY: mallopt only changes glibc's allocator parameters; it is
     // thread-safe (it takes the arena locks).
-    let ok = unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    };
+    let ok =
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 };
     if ok {
         HostAllocTuning::Applied
     } else {

@@ -234,9 +234,7 @@ pub fn glmc_loss(
         None
     };
     let con = match (&og.u, &og.z, &ol.u, &ol.z) {
-        (Some(u_g), Some(z_g), Some(u_l), Some(z_l)) => {
-            Some(negative_cosine(u_g, z_l)?.f_add(&negative_cosine(u_l, z_g)?)?)
-        }
+        (Some(u_g), Some(z_g), Some(u_l), Some(z_l)) => Some(negative_cosine(u_g, z_l)?.f_add(&negative_cosine(u_l, z_g)?)?),
         _ => None,
     };
 
@@ -331,4 +329,3 @@ impl FinetuneLossFn {
         }
     }
 }
-

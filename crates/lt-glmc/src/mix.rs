@@ -40,9 +40,7 @@ impl Normalizer {
         let (mean, std) = match (mean.len() as i64, channels) {
             (m, c) if m == c => (mean.to_vec(), std.to_vec()),
             (1, c) => (vec![mean[0]; c as usize], vec![std.first().copied().unwrap_or(f64::NAN); c as usize]),
-            (m, 1) if std.len() as i64 == m => {
-                (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64])
-            }
+            (m, 1) if std.len() as i64 == m => (vec![mean.iter().sum::<f64>() / m as f64], vec![std.iter().sum::<f64>() / m as f64]),
             (m, c) => return Err(GlmcError::setting("normalization", format!("{m} channel statistics for a {c}-channel model"))),
         };
         Normalizer::try_new(&mean, &std, device, kind)

@@ -226,10 +226,9 @@ impl BasicBlock {
         let out = self.bn2.forward(&self.conv2.forward(&out)?, train)?;
         let sc = match self.pad {
             // x[:, :, ::s, ::s] padded with zero channels (option A).
-            Some((lo, hi)) => x
-                .f_slice(2, 0, None, self.stride)?
-                .f_slice(3, 0, None, self.stride)?
-                .f_constant_pad_nd([0, 0, 0, 0, lo, hi])?,
+            Some((lo, hi)) => {
+                x.f_slice(2, 0, None, self.stride)?.f_slice(3, 0, None, self.stride)?.f_constant_pad_nd([0, 0, 0, 0, lo, hi])?
+            }
             None => x.shallow_clone(),
         };
         out.f_add(&sc)?.f_relu()

@@ -59,11 +59,7 @@ impl Sgd {
     /// Only the trainable variables whose name starts with one of `prefixes`
     /// (e.g. `["head_cb."]` for classifier fine-tuning).
     pub fn with_prefixes(vs: &VarStore, prefixes: &[&str], cfg: SgdConfig) -> Self {
-        let named = vs
-            .variables()
-            .into_iter()
-            .filter(|(n, t)| t.requires_grad() && prefixes.iter().any(|p| n.starts_with(p)))
-            .collect();
+        let named = vs.variables().into_iter().filter(|(n, t)| t.requires_grad() && prefixes.iter().any(|p| n.starts_with(p))).collect();
         Self::with_params(named, cfg)
     }
 
@@ -144,11 +140,7 @@ impl Sgd {
 
     /// The momentum buffers that exist, by parameter name.
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .zip(&self.bufs)
-            .filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
-            .collect()
+        self.params.iter().zip(&self.bufs).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
     }
 
     /// Replaces the momentum buffers (parameters absent from `bufs` start
@@ -179,11 +171,8 @@ impl Sgd {
 
     /// Writes the buffers as safetensors (names = parameter names).
     pub fn save_buffers(&self, path: &Path) -> Result<()> {
-        let cpu: Vec<(String, Tensor)> = self
-            .buffers()
-            .into_iter()
-            .map(|(n, t)| Ok((n, t.f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
-            .collect::<Result<_>>()?;
+        let cpu: Vec<(String, Tensor)> =
+            self.buffers().into_iter().map(|(n, t)| Ok((n, t.f_to_device(tch::Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
         Tensor::write_safetensors(&cpu, path).ctx(|| format!("writing {}", path.display()))
     }
 
@@ -204,14 +193,18 @@ pub enum LrSchedule {
     /// `lr·(e + 1)/W` for the first W epochs, then cosine over the remaining
     /// `E − W`: `lr·½(1 + cos(π·(e − W)/(E − W)))` (ImageNet-LT, iNaturalist:
     /// W = 10).
-    WarmupCosine { warmup_epochs: usize },
+    WarmupCosine {
+        warmup_epochs: usize,
+    },
     /// The authors' ImageNet-LT / iNaturalist schedule, exactly:
     /// `paco_adjust_learning_rate(epoch)` in their Trainer.py runs *after*
     /// epoch `epoch` and sets the next epoch's rate, so epoch 0 trains at the
     /// full `lr`, epoch `k ≤ W + 1` at `lr·k/W` (epoch W + 1 at 1.1·lr with
     /// W = 10: their `epoch <= warmup_epochs` test is inclusive), and epoch
     /// `k > W + 1` at `lr·½(1 + cos(π·(k − W)/(E − W + 1)))`.
-    Paco { warmup_epochs: usize },
+    Paco {
+        warmup_epochs: usize,
+    },
 }
 
 impl LrSchedule {

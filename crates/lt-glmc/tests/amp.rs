@@ -8,8 +8,8 @@ mod util;
 
 use lt_core::rng::Rng;
 use lt_glmc::amp::{
-    channels_last, cudnn_benchmark, is_channels_last, set_cudnn_benchmark, set_tf32, tf32_flags, LossScaleConfig,
-    LossScaleState, LossScaler, MemoryFormat, Precision, PrecisionConfig, ScaleOutcome,
+    channels_last, cudnn_benchmark, is_channels_last, set_cudnn_benchmark, set_tf32, tf32_flags, LossScaleConfig, LossScaleState,
+    LossScaler, MemoryFormat, Precision, PrecisionConfig, ScaleOutcome,
 };
 use lt_glmc::loss::{self, ClassStats, GlmcBatch, LossConfig};
 use lt_glmc::mix::MixParams;
@@ -308,8 +308,7 @@ fn fp16_autocast_is_refused_on_cpu_and_other_modes_apply() {
 #[test]
 fn switches_parse_from_recipes_and_flags() {
     let c: PrecisionConfig =
-        serde_json::from_str(r#"{"precision":"amp","memory_format":"channels_last","loss_scale":{"growth_interval":100}}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"precision":"amp","memory_format":"channels_last","loss_scale":{"growth_interval":100}}"#).unwrap();
     assert_eq!(c.precision, Precision::Amp);
     assert_eq!(c.memory_format, MemoryFormat::Nhwc);
     assert!(c.cudnn_benchmark);

@@ -199,10 +199,7 @@ fn losses_gradients_and_two_sgd_steps_match() {
     let cfg = loss_cfg(&fx);
     let a = alpha(&fx);
     assert_scalar("alpha", a, fx.cfg("alpha"));
-    let mut opt = Sgd::new(
-        &vs,
-        SgdConfig { lr: fx.cfg("lr"), momentum: fx.cfg("momentum"), weight_decay: fx.cfg("weight_decay") },
-    );
+    let mut opt = Sgd::new(&vs, SgdConfig { lr: fx.cfg("lr"), momentum: fx.cfg("momentum"), weight_decay: fx.cfg("weight_decay") });
     for step in 0..2 {
         opt.zero_grad().unwrap();
         let terms = loss::glmc_loss(&net, &batch(&i), &i.mix, &i.stats, &cfg, a).unwrap();
@@ -259,10 +256,7 @@ fn variants_match() {
     }
     // The ablations skip what they switch off.
     let (_vs, net) = golden_net(&fx);
-    let v = loss::glmc_loss(&net, &batch(&i), &i.mix, &i.stats, &loss_cfg(&fx).with_consistency(false), a)
-        .unwrap()
-        .values()
-        .unwrap();
+    let v = loss::glmc_loss(&net, &batch(&i), &i.mix, &i.stats, &loss_cfg(&fx).with_consistency(false), a).unwrap().values().unwrap();
     assert!(v.con.is_none());
     let (_vs, net) = golden_net(&fx);
     let ce = loss::cross_entropy_loss(&net, &i.u1, &i.y_u).unwrap().values().unwrap();
@@ -277,11 +271,9 @@ fn wrong_settings_are_caught_by_the_fixture() {
     let want = fx.f(&["losses_step1", "total"]);
     let rel = |got: f64| (got - want).abs() / want.abs();
     // κ = 1 instead of 2, α of another epoch, λ swapped: all visibly off.
-    for (cfg, alpha, lam) in [
-        (loss_cfg(&fx).with_kappa(1.0), a, i.mix.lambda),
-        (loss_cfg(&fx), 1.0, i.mix.lambda),
-        (loss_cfg(&fx), a, 1.0 - i.mix.lambda),
-    ] {
+    for (cfg, alpha, lam) in
+        [(loss_cfg(&fx).with_kappa(1.0), a, i.mix.lambda), (loss_cfg(&fx), 1.0, i.mix.lambda), (loss_cfg(&fx), a, 1.0 - i.mix.lambda)]
+    {
         let (_vs, net) = golden_net(&fx);
         let m = MixParams { lambda: lam, ..i.mix };
         let v = loss::glmc_loss(&net, &batch(&i), &m, &i.stats, &cfg, alpha).unwrap().values().unwrap();
@@ -371,10 +363,9 @@ fn schedules_match_torch_lr_schedulers() {
 /// 2.11 on the inputs below.
 #[test]
 fn second_stage_losses_match_the_references() {
-    let logits = Tensor::from_slice(&[
-        2.0f32, -1.0, 0.5, 0.0, 0.1, 0.2, 3.0, -2.0, -1.0, 1.5, 0.0, 0.3, 0.0, 0.0, 0.0, 4.0, 1.0, 2.0, -3.0, 0.5,
-    ])
-    .view([5, 4]);
+    let logits =
+        Tensor::from_slice(&[2.0f32, -1.0, 0.5, 0.0, 0.1, 0.2, 3.0, -2.0, -1.0, 1.5, 0.0, 0.3, 0.0, 0.0, 0.0, 4.0, 1.0, 2.0, -3.0, 0.5])
+            .view([5, 4]);
     let y = Tensor::from_slice(&[0i64, 2, 1, 3, 1]);
     let counts = [5000, 500, 50, 5];
     for (loss, want) in [

@@ -49,7 +49,9 @@ fn main() {
         return;
     }
     let after = faults_per_step();
-    eprintln!("host_alloc: {before:.0} faults per step with glibc's defaults, {after:.0} after retain_freed_memory ({pages:.0} pages per step)");
+    eprintln!(
+        "host_alloc: {before:.0} faults per step with glibc's defaults, {after:.0} after retain_freed_memory ({pages:.0} pages per step)"
+    );
     // With the defaults glibc trims the heap top after every step, so each
     // step faults part of its memory in again (here 16 of its 96 MiB; a
     // ResNet-32 GLMC step re-faulted ≈ 240 MiB); kept, it is reused.

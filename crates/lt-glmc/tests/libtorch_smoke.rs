@@ -24,10 +24,7 @@ fn runs_without_ld_library_path() {
     let out = std::process::Command::new("readelf").arg("-d").arg(&exe).output();
     if let Ok(out) = out {
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("RUNPATH") || text.contains("RPATH"),
-            "no rpath in {exe:?}:\n{text}"
-        );
+        assert!(text.contains("RUNPATH") || text.contains("RPATH"), "no rpath in {exe:?}:\n{text}");
         assert!(text.contains("torch/lib"), "rpath does not name torch/lib:\n{text}");
         // --as-needed must not drop libtorch_cuda (else CUDA is invisible on a GPU machine).
         let runpath = text.lines().find(|l| l.contains("RUNPATH") || l.contains("RPATH")).unwrap();

@@ -241,8 +241,16 @@ fn functions(src: &str) -> Vec<(String, bool, String)> {
 #[test]
 fn every_test_touching_global_torch_state_takes_the_lock() {
     // Calls that write libtorch's process-global state …
-    const WRITES: [&str; 8] =
-        ["manual_seed", "set_num_threads", "set_tf32", "precision_config", ".apply(Device", "train::train", "finetune::finetune", "train::setup"];
+    const WRITES: [&str; 8] = [
+        "manual_seed",
+        "set_num_threads",
+        "set_tf32",
+        "precision_config",
+        ".apply(Device",
+        "train::train",
+        "finetune::finetune",
+        "train::setup",
+    ];
     // … and those that read it (the default generator, the thread pool).
     const READS: [&str; 5] = ["randn", "Tensor::rand", "GlmcNet::try_new", "GlmcStepper", "VarStore::new"];
     // The libtorch crates' test directories: lt-glmc's own, lt-train's and
@@ -287,7 +295,15 @@ fn every_test_touching_global_torch_state_takes_the_lock() {
 }
 
 fn state(epoch: usize, step: u64) -> TrainState {
-    TrainState { epoch, step, step_in_epoch: 0, lr: 0.1, rng: [1, 2, 3, 4], loader: serde_json::Value::Null, extra: serde_json::Value::Null }
+    TrainState {
+        epoch,
+        step,
+        step_in_epoch: 0,
+        lr: 0.1,
+        rng: [1, 2, 3, 4],
+        loader: serde_json::Value::Null,
+        extra: serde_json::Value::Null,
+    }
 }
 
 /// A NaN in a BatchNorm running statistic (a buffer, not a
@@ -326,8 +342,7 @@ fn non_finite_weights_or_buffers_are_not_saved() {
     let e = checkpoint::save(&ck, &vs, &opt, &state(2, 20)).unwrap_err().to_string();
     assert!(e.contains("head.weight") && e.contains("end of epoch 2"), "{e}");
     assert!(e.contains("the last good checkpoint (after epoch 1) is kept"), "{e}");
-    let after: Vec<Vec<u8>> =
-        [checkpoint::MODEL_FILE, checkpoint::STATE_FILE].iter().map(|f| std::fs::read(ck.join(f)).unwrap()).collect();
+    let after: Vec<Vec<u8>> = [checkpoint::MODEL_FILE, checkpoint::STATE_FILE].iter().map(|f| std::fs::read(ck.join(f)).unwrap()).collect();
     assert!(before == after, "the good checkpoint changed");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary was left behind");
 }

@@ -52,8 +52,7 @@ impl BatchStorage for HeapStorage {
 impl BatchAllocator for HeapAllocator {
     fn allocate(&self, bytes: usize) -> Result<Box<dyn BatchStorage>> {
         let mut v = Vec::new();
-        v.try_reserve_exact(bytes)
-            .map_err(|e| LoaderError::Alloc { bytes, message: e.to_string() })?;
+        v.try_reserve_exact(bytes).map_err(|e| LoaderError::Alloc { bytes, message: e.to_string() })?;
         v.resize(bytes, 0);
         Ok(Box::new(HeapStorage(v.into_boxed_slice())))
     }

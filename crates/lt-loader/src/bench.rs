@@ -103,11 +103,7 @@ pub fn process_cpu_seconds() -> f64 {
 
 fn status_kb(key: &str) -> u64 {
     read_proc("/proc/self/status")
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())))
         .unwrap_or(0)
 }
 

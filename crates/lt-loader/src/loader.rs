@@ -313,8 +313,7 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
         // SAFETY: (view k, slot) ranges are disjoint across jobs and inside
         // the buffer (checked above); see `InFlight`.
         let out = unsafe { std::slice::from_raw_parts_mut(b.ptr.add(off), sh.sample_bytes) };
-        aug.view_into(&img, &mut rng, sh.out_size, out)
-            .map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
+        aug.view_into(&img, &mut rng, sh.out_size, out).map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
     }
     add_since(&sh.counters.augment_ns, t);
     b.labels[job.slot].store(sh.source.labels()[idx], Ordering::Relaxed);
@@ -344,9 +343,8 @@ fn worker(sh: Arc<Shared>, jobs: Receiver<Job>, done: Sender<Done>, shutdown: Re
         if sh.stop.load(Ordering::Relaxed) {
             return;
         }
-        let r = catch_unwind(AssertUnwindSafe(|| process(&sh, &mut aug, &job))).unwrap_or_else(|p| {
-            Err(LoaderError::WorkerPanic { location: sh.source.locate(job.index), message: panic_message(p) })
-        });
+        let r = catch_unwind(AssertUnwindSafe(|| process(&sh, &mut aug, &job)))
+            .unwrap_or_else(|p| Err(LoaderError::WorkerPanic { location: sh.source.locate(job.index), message: panic_message(p) }));
         match r {
             Ok(()) => {
                 if job.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -472,7 +470,6 @@ pub struct Loader {
     /// Batches this loader will deliver (`None`: endless).
     total: Option<u64>,
 }
-
 
 /// Fills in `workers = 0` (one per core, as recipes write it) and refuses
 /// sizes of zero and an empty source.

@@ -38,18 +38,13 @@ impl SamplerSpec {
     }
     /// Parses `instance`, `sequential`, `weighted:Q`, `paired:Q`.
     pub fn parse(s: &str) -> Result<SamplerSpec> {
-        let q = |v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| LoaderError::Config(format!("sampler {s:?}: q must be a number, got {v:?}")))
-        };
+        let q = |v: &str| v.parse::<f64>().map_err(|_| LoaderError::Config(format!("sampler {s:?}: q must be a number, got {v:?}")));
         match s.split_once(':') {
             None if s == "instance" => Ok(SamplerSpec::Instance),
             None if s == "sequential" => Ok(SamplerSpec::Sequential),
             Some(("weighted", v)) => Ok(SamplerSpec::ClassWeighted { q: q(v)? }),
             Some(("paired", v)) => Ok(SamplerSpec::Paired { q: q(v)? }),
-            _ => Err(LoaderError::Config(format!(
-                "unknown sampler {s:?} (instance, sequential, weighted:Q, paired:Q)"
-            ))),
+            _ => Err(LoaderError::Config(format!("unknown sampler {s:?} (instance, sequential, weighted:Q, paired:Q)"))),
         }
     }
 }
@@ -180,13 +175,10 @@ impl Sampler {
         let (primary, secondary) = match self.spec {
             SamplerSpec::Instance => (instance_epoch(self.seed, epoch, self.n), None),
             SamplerSpec::Sequential => ((0..self.n).collect(), None),
-            SamplerSpec::ClassWeighted { .. } => {
-                (self.weighted.as_ref().expect("weighted").epoch(self.seed, epoch, self.n), None)
+            SamplerSpec::ClassWeighted { .. } => (self.weighted.as_ref().expect("weighted").epoch(self.seed, epoch, self.n), None),
+            SamplerSpec::Paired { .. } => {
+                (instance_epoch(self.seed, epoch, self.n), Some(self.weighted.as_ref().expect("weighted").epoch(self.seed, epoch, self.n)))
             }
-            SamplerSpec::Paired { .. } => (
-                instance_epoch(self.seed, epoch, self.n),
-                Some(self.weighted.as_ref().expect("weighted").epoch(self.seed, epoch, self.n)),
-            ),
         };
         EpochPlan { primary, secondary, batch_size: self.batch_size, steps: self.steps_per_epoch() }
     }

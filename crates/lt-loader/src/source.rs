@@ -272,10 +272,8 @@ impl EncodedSource for ShardSource {
                     Some(g) => g,
                     None => {
                         // Read outside the lock so workers overlap their I/O.
-                        let g = load_group(&self.set, rg).map_err(|e| crate::LoaderError::Read {
-                            location: self.locate(i),
-                            message: e.to_string(),
-                        })?;
+                        let g = load_group(&self.set, rg)
+                            .map_err(|e| crate::LoaderError::Read { location: self.locate(i), message: e.to_string() })?;
                         let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
                         if c.map.insert(rg, g.clone()).is_none() {
                             c.order.push_back(rg);

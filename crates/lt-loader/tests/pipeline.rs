@@ -127,10 +127,7 @@ fn resume_from_a_saved_state_gives_the_same_remaining_batches() {
 fn sequential_keeps_the_last_partial_batch() {
     let src = Arc::new(memory_source(21, 8, 8));
     let c = cfg(2).with_sampler(SamplerSpec::Sequential).with_views(1).with_epochs(1);
-    let batches: Vec<_> = Loader::try_new(src, Pipeline::by_name("eval-identity").unwrap(), c)
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect();
+    let batches: Vec<_> = Loader::try_new(src, Pipeline::by_name("eval-identity").unwrap(), c).unwrap().map(|b| b.unwrap()).collect();
     assert_eq!(batches.len(), 3);
     assert_eq!(batches[2].slots(), 5);
     let idx: Vec<i64> = batches.iter().flat_map(|b| b.indices.clone()).collect();
@@ -286,9 +283,5 @@ fn bad_configurations_are_rejected() {
     let e = Loader::try_new(src.clone(), cifar(), cfg(1).with_batch_size(9)).err().unwrap();
     assert!(e.to_string().contains("no full batch"), "{e}");
     let c = cfg(1).with_sampler(SamplerSpec::Instance).with_image_size(64, 64);
-    assert!(Loader::try_new(src, Pipeline::Cifar(CifarSpec { size: None, ..Default::default() }), c)
-        .unwrap()
-        .next()
-        .unwrap()
-        .is_err());
+    assert!(Loader::try_new(src, Pipeline::Cifar(CifarSpec { size: None, ..Default::default() }), c).unwrap().next().unwrap().is_err());
 }

@@ -88,15 +88,19 @@ fn corrupt_shard_row_names_the_file_and_row() {
     let want_file = {
         let m = src.shard_set().manifest();
         let mut row = 0;
-        m.splits[&Split::Train].shards.iter().find(|s| {
-            row += s.rows;
-            row > 37
-        }).unwrap().file.clone()
+        m.splits[&Split::Train]
+            .shards
+            .iter()
+            .find(|s| {
+                row += s.rows;
+                row > 37
+            })
+            .unwrap()
+            .file
+            .clone()
     };
     let c = LoaderConfig::default().with_batch_size(8).with_workers(2).with_sampler(SamplerSpec::Sequential).with_epochs(1);
-    let err = within(60, move || {
-        Loader::try_new(src, Pipeline::Cifar(CifarSpec::default()), c).unwrap().find_map(|b| b.err()).unwrap()
-    });
+    let err = within(60, move || Loader::try_new(src, Pipeline::Cifar(CifarSpec::default()), c).unwrap().find_map(|b| b.err()).unwrap());
     let msg = err.to_string();
     assert!(msg.contains(&want_file) && msg.contains("global row 37"), "{msg}");
 }

@@ -595,7 +595,17 @@ mod tests {
     }
 
     fn eval(top1: f64) -> EvalSummary {
-        EvalSummary { top1, top5: 0.9, many: Some(top1 + 0.2), medium: Some(top1 - 0.1), few: Some(top1 - 0.25), ece: 0.1, head: None, g: None, g_cb: None }
+        EvalSummary {
+            top1,
+            top5: 0.9,
+            many: Some(top1 + 0.2),
+            medium: Some(top1 - 0.1),
+            few: Some(top1 - 0.25),
+            ece: 0.1,
+            head: None,
+            g: None,
+            g_cb: None,
+        }
     }
 
     fn long_tail() -> (Vec<usize>, Vec<Option<f64>>) {
@@ -761,7 +771,8 @@ mod tests {
         plot_curves(&dir.join("curves_single.png"), &[record(0, Some(0.7), Some(-0.3), Some(eval(0.35)))]).unwrap();
         let few_decades: Vec<usize> = (0..12).map(|k| 300 - 20 * k).chain([40; 4]).collect();
         let acc: Vec<_> = (0..16).map(|k| Some(0.95 - 0.05 * k as f64)).collect();
-        plot_per_class(&dir.join("per_class_narrow.png"), &few_decades, &acc, GroupThresholds { many_above: 200, few_at_most: 59 }).unwrap();
+        plot_per_class(&dir.join("per_class_narrow.png"), &few_decades, &acc, GroupThresholds { many_above: 200, few_at_most: 59 })
+            .unwrap();
         plot_per_class(&dir.join("per_class_none.png"), &[5, 50], &[None, None], GroupThresholds::default()).unwrap();
     }
 }

@@ -42,7 +42,12 @@ impl EvalSummary {
     /// The summary of `head`'s evaluation, with both heads' accuracies.
     pub fn of_heads(head: Head, g: &EvalReport, g_cb: &EvalReport) -> Self {
         let headline = if head == Head::GCb { g_cb } else { g };
-        EvalSummary { head: Some(head), g: Some(HeadAccuracy::from(g)), g_cb: Some(HeadAccuracy::from(g_cb)), ..EvalSummary::from(headline) }
+        EvalSummary {
+            head: Some(head),
+            g: Some(HeadAccuracy::from(g)),
+            g_cb: Some(HeadAccuracy::from(g_cb)),
+            ..EvalSummary::from(headline)
+        }
     }
 }
 
@@ -120,20 +125,19 @@ pub fn write_metrics(out: &Path, records: &[EpochRecord]) -> Result<()> {
 pub fn append_metrics(out: &Path, r: &EpochRecord) -> Result<()> {
     let p = out.join(METRICS_FILE);
     let line = serde_json::to_string(r).map_err(|source| ReportError::Json { path: p.clone(), source })?;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|source| ReportError::Io { path: p.clone(), source })?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|source| ReportError::Io { path: p.clone(), source })?;
     writeln!(f, "{line}").map_err(|source| ReportError::Io { path: p.clone(), source })
 }
 
 /// The evaluated epoch with the highest top-1 (the first one on ties), as
 /// the authors' `best_acc1`; `None` when no epoch was evaluated.
 pub fn best_epoch(records: &[EpochRecord]) -> Option<(usize, EvalSummary)> {
-    records
-        .iter()
-        .filter_map(|r| r.test.map(|t| (r.epoch, t)))
-        .filter(|(_, t)| t.top1.is_finite())
-        .fold(None, |best: Option<(usize, EvalSummary)>, (e, t)| match best {
+    records.iter().filter_map(|r| r.test.map(|t| (r.epoch, t))).filter(|(_, t)| t.top1.is_finite()).fold(
+        None,
+        |best: Option<(usize, EvalSummary)>, (e, t)| match best {
             Some((_, b)) if b.top1 >= t.top1 => best,
             _ => Some((e, t)),
-        })
+        },
+    )
 }
-

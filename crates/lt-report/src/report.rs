@@ -219,4 +219,3 @@ pub fn replot(run: &Path, groups: GroupThresholds) -> Result<()> {
     plot_per_class(&run.join(PER_CLASS_PNG), counts, acc, groups)?;
     plot_curves(&run.join(CURVES_PNG), &records)
 }
-

@@ -62,9 +62,7 @@ pub fn frame(data: &[u8]) -> Vec<u8> {
 
 /// Seconds since the Unix epoch, as an event's `wall_time`.
 pub fn wall_time() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 // --- protobuf, the few fields used ----------------------------------------
@@ -153,17 +151,11 @@ impl EventWriter {
             let path = path.to_path_buf();
             move |source| ReportError::Io { path, source }
         };
-        let mut secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let mut secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (host, pid) = (hostname(), std::process::id());
         let mut last: Option<String> = None;
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let name = entry
-                .map_err(io(dir))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
+            let name = entry.map_err(io(dir))?.file_name().to_string_lossy().into_owned();
             if name.starts_with(EVENTS_PREFIX) && last.as_ref().is_none_or(|l| name > *l) {
                 last = Some(name);
             }
@@ -172,10 +164,7 @@ impl EventWriter {
         // (a resume in the same second, or a clock set back).
         if let Some(l) = &last {
             if file_name(secs, &host, pid) <= *l {
-                let then = l[EVENTS_PREFIX.len()..]
-                    .split('.')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok());
+                let then = l[EVENTS_PREFIX.len()..].split('.').next().and_then(|s| s.parse::<u64>().ok());
                 secs = secs.max(then.map_or(secs, |t| t + 1));
             }
         }
@@ -187,10 +176,7 @@ impl EventWriter {
                 Err(e) => return Err(io(&path)(e)),
             }
         };
-        let mut w = EventWriter {
-            path,
-            out: BufWriter::new(file),
-        };
+        let mut w = EventWriter { path, out: BufWriter::new(file) };
         w.record(&version_event(wall_time()))?;
         Ok(w)
     }
@@ -202,12 +188,7 @@ impl EventWriter {
 
     fn record(&mut self, data: &[u8]) -> Result<()> {
         let path = &self.path;
-        self.out
-            .write_all(&frame(data))
-            .map_err(|source| ReportError::Io {
-                path: path.clone(),
-                source,
-            })
+        self.out.write_all(&frame(data)).map_err(|source| ReportError::Io { path: path.clone(), source })
     }
 
     /// One event of `values` (as float32) at `step`.
@@ -231,10 +212,7 @@ impl EventWriter {
     /// Writes what is buffered to the file.
     pub fn flush(&mut self) -> Result<()> {
         let path = &self.path;
-        self.out.flush().map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })
+        self.out.flush().map_err(|source| ReportError::Io { path: path.clone(), source })
     }
 }
 
@@ -244,15 +222,8 @@ fn file_name(secs: u64, host: &str, pid: u32) -> String {
 
 /// The host's name, as far as a file name may hold it.
 fn hostname() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
-    let name: String = raw
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .collect();
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_default();
+    let name: String = raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
     if name.is_empty() {
         "localhost".into()
     } else {
@@ -270,11 +241,7 @@ pub fn epoch_scalars(rec: &EpochRecord) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(rec) {
         for (k, v) in &m {
-            let tag = if v.is_object() {
-                k.clone()
-            } else {
-                format!("train/{}", k.strip_prefix("train_").unwrap_or(k))
-            };
+            let tag = if v.is_object() { k.clone() } else { format!("train/{}", k.strip_prefix("train_").unwrap_or(k)) };
             flatten(tag, v, &mut out);
         }
     }
@@ -309,46 +276,25 @@ pub struct Event {
 
 /// Reads an event file, checking every record's framing and CRCs.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |why: String| ReportError::Corrupt {
-        path: path.to_path_buf(),
-        why,
-    };
+    let bytes = std::fs::read(path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })?;
+    let bad = |why: String| ReportError::Corrupt { path: path.to_path_buf(), why };
     let mut events = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
         let at = pos;
-        let head = bytes
-            .get(pos..pos + 12)
-            .ok_or_else(|| bad(format!("record at byte {at} is cut short")))?;
+        let head = bytes.get(pos..pos + 12).ok_or_else(|| bad(format!("record at byte {at} is cut short")))?;
         let (len, len_crc) = head.split_at(8);
         if masked_crc32c(len) != u32::from_le_bytes(len_crc.try_into().unwrap_or_default()) {
-            return Err(bad(format!(
-                "record at byte {at}: the length's CRC does not match"
-            )));
+            return Err(bad(format!("record at byte {at}: the length's CRC does not match")));
         }
-        let n = usize::try_from(u64::from_le_bytes(len.try_into().unwrap_or_default()))
-            .unwrap_or(usize::MAX);
-        let end = pos
-            .checked_add(12)
-            .and_then(|p| p.checked_add(n))
-            .filter(|e| e + 4 <= bytes.len());
+        let n = usize::try_from(u64::from_le_bytes(len.try_into().unwrap_or_default())).unwrap_or(usize::MAX);
+        let end = pos.checked_add(12).and_then(|p| p.checked_add(n)).filter(|e| e + 4 <= bytes.len());
         let end = end.ok_or_else(|| bad(format!("record at byte {at} is cut short")))?;
         let data = &bytes[pos + 12..end];
-        if masked_crc32c(data)
-            != u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap_or_default())
-        {
-            return Err(bad(format!(
-                "record at byte {at}: the data's CRC does not match"
-            )));
+        if masked_crc32c(data) != u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap_or_default()) {
+            return Err(bad(format!("record at byte {at}: the data's CRC does not match")));
         }
-        events.push(
-            decode_event(data)
-                .ok_or_else(|| bad(format!("record at byte {at} is not an Event")))?,
-        );
+        events.push(decode_event(data).ok_or_else(|| bad(format!("record at byte {at} is not an Event")))?);
         pos = end + 4;
     }
     Ok(events)
@@ -356,16 +302,11 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
 
 /// The event files of `dir` in the order TensorBoard reads them (by name).
 pub fn event_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| ReportError::Io { path: dir.to_path_buf(), source };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let p = entry.map_err(io)?.path();
-        if p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(EVENTS_PREFIX))
-        {
+        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(EVENTS_PREFIX)) {
             files.push(p);
         }
     }
@@ -463,9 +404,7 @@ fn decode_event(b: &[u8]) -> Option<Event> {
                         let (mut tag, mut value) = (None, None);
                         for (n, f) in fields(v)? {
                             match (n, f) {
-                                (1, Field::Len(t)) => {
-                                    tag = Some(String::from_utf8(t.to_vec()).ok()?)
-                                }
+                                (1, Field::Len(t)) => tag = Some(String::from_utf8(t.to_vec()).ok()?),
                                 (2, Field::I32(x)) => value = Some(f32::from_le_bytes(x)),
                                 _ => {}
                             }
@@ -477,9 +416,7 @@ fn decode_event(b: &[u8]) -> Option<Event> {
                 }
             }
             (7, Field::Len(s)) => {
-                e.session_start = fields(s)?
-                    .iter()
-                    .any(|(n, f)| *n == 1 && matches!(f, Field::Varint(1)));
+                e.session_start = fields(s)?.iter().any(|(n, f)| *n == 1 && matches!(f, Field::Varint(1)));
             }
             _ => {}
         }
@@ -496,22 +433,13 @@ mod tests {
         for v in [0i64, 1, 127, 128, 300, 1 << 40, -1, i64::MIN, i64::MAX] {
             let e = scalar_event(v, 1.5, &[("a", 2.0)]);
             let d = decode_event(&e).unwrap();
-            assert_eq!(
-                (d.step, d.wall_time, d.scalars.clone()),
-                (v, 1.5, vec![("a".to_string(), 2.0)])
-            );
+            assert_eq!((d.step, d.wall_time, d.scalars.clone()), (v, 1.5, vec![("a".to_string(), 2.0)]));
         }
     }
 
     #[test]
     fn malformed_protobuf_is_none() {
-        assert!(
-            decode_event(&[0x2a, 0x05, 0x0a]).is_none(),
-            "length past the end"
-        );
-        assert!(
-            decode_event(&[0x0b]).is_none(),
-            "wire type 3 (groups) is not written here"
-        );
+        assert!(decode_event(&[0x2a, 0x05, 0x0a]).is_none(), "length past the end");
+        assert!(decode_event(&[0x0b]).is_none(), "wire type 3 (groups) is not written here");
     }
 }

@@ -21,7 +21,17 @@ fn record(epoch: usize, top1: Option<f64>) -> EpochRecord {
         steps: 10,
         train_images_per_s: 1234.0,
         train_seconds: 1.5,
-        test: top1.map(|t| EvalSummary { top1: t, top5: 0.9, many: Some(0.8), medium: Some(0.5), few: None, ece: 0.05, head: None, g: None, g_cb: None }),
+        test: top1.map(|t| EvalSummary {
+            top1: t,
+            top5: 0.9,
+            many: Some(0.8),
+            medium: Some(0.5),
+            few: None,
+            ece: 0.05,
+            head: None,
+            g: None,
+            g_cb: None,
+        }),
         skipped_steps: 0,
         loss_scale: None,
     }

@@ -19,11 +19,8 @@ pub struct AtomicDir {
 }
 
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| ShardError::format(target, "output path has no final component"))?
-        .to_string_lossy()
-        .into_owned();
+    let name =
+        target.file_name().ok_or_else(|| ShardError::format(target, "output path has no final component"))?.to_string_lossy().into_owned();
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Ok(parent.join(format!(".{name}.{tag}-{}", std::process::id())))
 }
@@ -58,8 +55,11 @@ fn existing(target: &Path) -> Result<Existing> {
     if !meta.is_dir() {
         return Err(ShardError::OutputNotDir { path: target.to_path_buf() });
     }
-    let mut entries = std::fs::read_dir(target)
-        .map_err(|e| ShardError::Output { path: target.to_path_buf(), what: "cannot list the directory".into(), error: e })?;
+    let mut entries = std::fs::read_dir(target).map_err(|e| ShardError::Output {
+        path: target.to_path_buf(),
+        what: "cannot list the directory".into(),
+        error: e,
+    })?;
     if entries.next().is_none() {
         return Ok(Existing::EmptyDir);
     }
@@ -84,9 +84,7 @@ impl AtomicDir {
     pub fn begin(target: &Path, overwrite: bool) -> Result<AtomicDir> {
         let found = existing(target)?;
         match found {
-            Existing::Build | Existing::OtherDir if !overwrite => {
-                return Err(ShardError::OutputExists { path: target.to_path_buf() })
-            }
+            Existing::Build | Existing::OtherDir if !overwrite => return Err(ShardError::OutputExists { path: target.to_path_buf() }),
             Existing::OtherDir => return Err(ShardError::OutputNotABuild { path: target.to_path_buf() }),
             _ => {}
         }
@@ -102,13 +100,7 @@ impl AtomicDir {
             std::fs::remove_dir_all(&staging).map_err(stage_err)?;
         }
         std::fs::create_dir_all(&staging).map_err(stage_err)?;
-        Ok(AtomicDir {
-            target: target.to_path_buf(),
-            staging,
-            overwrite,
-            replaces: found == Existing::Build,
-            committed: false,
-        })
+        Ok(AtomicDir { target: target.to_path_buf(), staging, overwrite, replaces: found == Existing::Build, committed: false })
     }
 
     /// True when committing will replace an earlier build at the target.
@@ -250,8 +242,7 @@ mod tests {
     }
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }

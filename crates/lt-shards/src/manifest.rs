@@ -249,8 +249,7 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| ShardError::io(&path, e))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| ShardError::Manifest { path: path.clone(), msg: e.to_string() })?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| ShardError::Manifest { path: path.clone(), msg: e.to_string() })?;
         m.validate().map_err(|e| ShardError::Manifest { path, msg: e.to_string() })?;
         Ok(m)
     }
@@ -315,10 +314,7 @@ impl Manifest {
 
     /// Per-class counts of a split.
     pub fn class_counts(&self, split: Split) -> Vec<usize> {
-        self.classes
-            .iter()
-            .map(|c| if split == Split::Train { c.train } else { c.test })
-            .collect()
+        self.classes.iter().map(|c| if split == Split::Train { c.train } else { c.test }).collect()
     }
 
     /// Range of the stored image sizes of `split`: the union of its shards'
@@ -640,7 +636,11 @@ mod tests {
     fn builder() -> ManifestBuilder {
         Manifest::builder("test 1.0", &names())
             .channels(3, vec![0.5, 0.4, 0.3], vec![0.25, 0.2, 0.1])
-            .split(Split::Train, &[150, 30, 5], vec![shard("train/part-00000.parquet", &[100, 50]), shard("train/part-00001.parquet", &[35])])
+            .split(
+                Split::Train,
+                &[150, 30, 5],
+                vec![shard("train/part-00000.parquet", &[100, 50]), shard("train/part-00001.parquet", &[35])],
+            )
             .split(Split::Test, &[2, 2, 2], vec![shard("test/part-00000.parquet", &[6])])
     }
 
@@ -778,7 +778,10 @@ mod tests {
             (test(train(&[1, 2, 4], ok.clone())), "splits.train.rows"),
             (test(train(&[1, 2, 3], vec![shard("test/part-00000.parquet", &[6])])), "splits.train.shards[0].file"),
             (test(train(&[1, 2, 3], vec![shard("train/../../etc/part.parquet", &[6])])), "splits.train.shards[0].file"),
-            (test(train(&[1, 2, 3], vec![ShardInfo { rows: 6, ..shard("train/part-00000.parquet", &[2, 2]) }])), "splits.train.shards[0].row_groups"),
+            (
+                test(train(&[1, 2, 3], vec![ShardInfo { rows: 6, ..shard("train/part-00000.parquet", &[2, 2]) }])),
+                "splits.train.shards[0].row_groups",
+            ),
         ] {
             assert_eq!(field_of(b), field);
         }

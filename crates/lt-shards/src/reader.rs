@@ -37,10 +37,11 @@ impl ShardSet {
     /// Opens one split of the dataset in `dir` (reads and validates the manifest).
     pub fn open(dir: &Path, split: Split) -> Result<ShardSet> {
         let manifest = Manifest::load(dir)?;
-        let info = manifest.splits.get(&split).cloned().ok_or_else(|| ShardError::Manifest {
-            path: Manifest::path(dir),
-            msg: format!("no {} split", split.as_str()),
-        })?;
+        let info = manifest
+            .splits
+            .get(&split)
+            .cloned()
+            .ok_or_else(|| ShardError::Manifest { path: Manifest::path(dir), msg: format!("no {} split", split.as_str()) })?;
         let mut groups = Vec::new();
         let mut shard_first = Vec::with_capacity(info.shards.len());
         let mut row = 0;
@@ -97,11 +98,7 @@ impl ShardSet {
             let path = self.dir.join(&s.file);
             let len = std::fs::metadata(&path).map_err(|e| ShardError::io(&path, e))?.len();
             if len != s.bytes {
-                return Err(ShardError::Checksum {
-                    path,
-                    expected: format!("{} bytes", s.bytes),
-                    actual: format!("{len} bytes"),
-                });
+                return Err(ShardError::Checksum { path, expected: format!("{} bytes", s.bytes), actual: format!("{len} bytes") });
             }
             let actual = sha256_file(&path)?;
             if actual != s.checksum {
@@ -142,8 +139,7 @@ impl ShardSet {
         let meta = match self.meta[s].get() {
             Some(m) => m.clone(),
             None => {
-                let m = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                    .map_err(|e| ShardError::parquet(path.clone(), e))?;
+                let m = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| ShardError::parquet(path.clone(), e))?;
                 let _ = self.meta[s].set(m.clone());
                 m
             }
@@ -153,9 +149,10 @@ impl ShardSet {
 
     /// Reads one row group (random access).
     pub fn read_row_group(&self, rg: usize) -> Result<Vec<Row>> {
-        let (s, g, first, n) = *self.groups.get(rg).ok_or_else(|| {
-            ShardError::format(&self.dir, format!("row group {rg} out of range ({} groups)", self.groups.len()))
-        })?;
+        let (s, g, first, n) = *self
+            .groups
+            .get(rg)
+            .ok_or_else(|| ShardError::format(&self.dir, format!("row group {rg} out of range ({} groups)", self.groups.len())))?;
         let path = self.shard_path(s);
         let reader = self
             .builder(s)?
@@ -269,7 +266,8 @@ fn image_values(col: &ArrayRef, path: &Path, name: &str, first_row: usize) -> Re
     let (bytes, paths): (Vec<Option<Vec<u8>>>, Vec<Option<String>>) = match col.data_type() {
         DataType::Struct(_) => {
             let s = col.as_struct();
-            let b = s.column_by_name("bytes").ok_or_else(|| ShardError::format(path, format!("image column {name:?} has no 'bytes' field")))?;
+            let b =
+                s.column_by_name("bytes").ok_or_else(|| ShardError::format(path, format!("image column {name:?} has no 'bytes' field")))?;
             let p: Vec<Option<String>> = match s.column_by_name("path") {
                 Some(p) => match p.data_type() {
                     DataType::Utf8 => p.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect(),
@@ -346,11 +344,7 @@ pub type SelectedImage = (usize, Vec<u8>, Option<String>);
 
 /// Reads the label column and the ClassLabel names of a Parquet file, and
 /// calls `keep(row)` to decide which rows' images to return.
-pub fn read_image_parquet(
-    path: &Path,
-    cols: &ImageColumns,
-    keep: &dyn Fn(usize) -> bool,
-) -> Result<(ImageParquet, Vec<SelectedImage>)> {
+pub fn read_image_parquet(path: &Path, cols: &ImageColumns, keep: &dyn Fn(usize) -> bool) -> Result<(ImageParquet, Vec<SelectedImage>)> {
     let file = File::open(path).map_err(|e| ShardError::io(path, e))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ShardError::parquet(path, e))?;
     let schema = b.schema().clone();

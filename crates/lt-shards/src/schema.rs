@@ -9,10 +9,7 @@ pub const LT_META_KEY: &str = "lt_glmc";
 
 /// Fields of the HF `Image` struct.
 pub(crate) fn image_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("bytes", DataType::Binary, true),
-        Field::new("path", DataType::Utf8, true),
-    ])
+    Fields::from(vec![Field::new("bytes", DataType::Binary, true), Field::new("path", DataType::Utf8, true)])
 }
 
 /// The `huggingface` metadata value: features with `Image` and `ClassLabel`.

@@ -81,13 +81,7 @@ pub struct SplitWriter {
 impl SplitWriter {
     /// `root` is the (staging) dataset directory; `class_counts` are this
     /// split's per-class counts, stored in the schema metadata.
-    pub fn try_new(
-        root: &Path,
-        split: Split,
-        class_names: &[String],
-        class_counts: &[usize],
-        opts: WriterOptions,
-    ) -> Result<SplitWriter> {
+    pub fn try_new(root: &Path, split: Split, class_names: &[String], class_counts: &[usize], opts: WriterOptions) -> Result<SplitWriter> {
         let dir = root.join(split.as_str());
         std::fs::create_dir_all(&dir).map_err(|e| ShardError::io(&dir, e))?;
         Ok(SplitWriter {
@@ -120,11 +114,7 @@ impl SplitWriter {
     fn batch(&self, rows: &[Row]) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
         let bytes = BinaryArray::from_iter_values(rows.iter().map(|r| r.image.as_slice()));
         let paths = StringArray::from_iter_values(rows.iter().map(|r| r.path.as_str()));
-        let image = StructArray::try_new(
-            image_fields(),
-            vec![Arc::new(bytes) as ArrayRef, Arc::new(paths) as ArrayRef],
-            None,
-        )?;
+        let image = StructArray::try_new(image_fields(), vec![Arc::new(bytes) as ArrayRef, Arc::new(paths) as ArrayRef], None)?;
         RecordBatch::try_new(
             self.schema.clone(),
             vec![
@@ -145,8 +135,8 @@ impl SplitWriter {
             let rel = format!("{}/part-{:05}.parquet", self.split.as_str(), self.shards.len());
             let path = self.root.join(&rel);
             let file = File::create(&path).map_err(|e| ShardError::io(&path, e))?;
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(properties()))
-                .map_err(|e| ShardError::parquet(path.clone(), e))?;
+            let w =
+                ArrowWriter::try_new(file, self.schema.clone(), Some(properties())).map_err(|e| ShardError::parquet(path.clone(), e))?;
             self.current = Some((w, path, rel));
         }
         let rows = std::mem::take(&mut self.pending);
@@ -198,8 +188,8 @@ impl SplitWriter {
             let rel = format!("{}/part-00000.parquet", self.split.as_str());
             let path = self.root.join(&rel);
             let file = File::create(&path).map_err(|e| ShardError::io(&path, e))?;
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(properties()))
-                .map_err(|e| ShardError::parquet(path.clone(), e))?;
+            let w =
+                ArrowWriter::try_new(file, self.schema.clone(), Some(properties())).map_err(|e| ShardError::parquet(path.clone(), e))?;
             self.current = Some((w, path, rel));
         }
         self.close_shard()?;

@@ -104,12 +104,8 @@ fn foreign_reader_sees_hf_metadata_and_selected_rows() {
     let dir = tempfile::tempdir().unwrap();
     let train = rows(40, 3);
     build(dir.path(), &train, WriterOptions::default());
-    let (info, imgs) = read_image_parquet(
-        &dir.path().join("train/part-00000.parquet"),
-        &ImageColumns::default(),
-        &|i| i % 10 == 0,
-    )
-    .unwrap();
+    let (info, imgs) =
+        read_image_parquet(&dir.path().join("train/part-00000.parquet"), &ImageColumns::default(), &|i| i % 10 == 0).unwrap();
     assert_eq!(info.labels.len(), 40);
     assert_eq!(info.class_names.unwrap(), vec!["class0", "class1", "class2"]);
     assert_eq!(imgs.len(), 4);

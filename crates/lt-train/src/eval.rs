@@ -84,10 +84,8 @@ pub fn load_model(run: &Path, device: Device) -> Result<LoadedModel> {
     let net = GlmcNet::try_new(&vs.root(), card.model)?;
     checkpoint::load_weights(&mut vs, &weights)?;
     let norm = Normalizer::try_new(&card.mean, &card.std, device, Kind::Float)?;
-    let pipeline: Pipeline = serde_json::from_value(card.eval_pipeline.clone()).map_err(|e| TrainError::Data {
-        path: weights.clone(),
-        why: format!("the model card's eval_pipeline is not a pipeline: {e}"),
-    })?;
+    let pipeline: Pipeline = serde_json::from_value(card.eval_pipeline.clone())
+        .map_err(|e| TrainError::Data { path: weights.clone(), why: format!("the model card's eval_pipeline is not a pipeline: {e}") })?;
     Ok(LoadedModel { vs, net, norm, card, pipeline, checkpoint: ckpt })
 }
 
@@ -246,8 +244,11 @@ pub struct Prediction {
 
 /// Image files under a folder (JPEG and PNG by extension), sorted.
 fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(train::io(dir))?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>().map_err(train::io(dir))?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(train::io(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(train::io(dir))?;
     entries.sort();
     for p in entries {
         let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);

@@ -37,23 +37,23 @@ use lt_loader::sampler::SamplerSpec;
 use lt_loader::source::EncodedSource;
 use tch::Device;
 
-use lt_glmc::amp::LossScaleState;
-use lt_glmc::checkpoint;
 use crate::driver::{EpochLoop, LoopStart};
 use crate::error::{Result, TrainError};
+use crate::recipe::{EvalHead, FinetuneSampling, FinetuneSection, Recipe};
+use crate::rundir::{self, ResumeChange, RunLock, Stage};
+use crate::train::{
+    self, check_dataset, convert_layout, metrics_before, precision_config, setup, start_run_dir, workers, Dataset, Observer, Setup,
+    CHECKPOINT_DIR, RECIPE_FILE,
+};
+use lt_glmc::amp::LossScaleState;
+use lt_glmc::checkpoint;
+use lt_glmc::loss::FinetuneLossFn;
 use lt_glmc::maxnorm::MaxNorm;
 use lt_glmc::metrics::EvalReport;
 use lt_glmc::optim::Sgd;
 use lt_glmc::pinned::TensorAllocator;
-use crate::recipe::{EvalHead, FinetuneSampling, FinetuneSection, Recipe};
-use lt_report::{EpochRecord, RunInfo};
-use crate::rundir::{self, ResumeChange, RunLock, Stage};
-use lt_glmc::loss::FinetuneLossFn;
 use lt_glmc::step::{HeadOnlyStep, Updater};
-use crate::train::{
-    self, check_dataset, convert_layout, metrics_before, precision_config, setup, start_run_dir, workers, Dataset,
-    Observer, Setup, CHECKPOINT_DIR, RECIPE_FILE,
-};
+use lt_report::{EpochRecord, RunInfo};
 
 /// Default output directory, inside the source run directory.
 pub const DEFAULT_OUT: &str = "finetune";
@@ -133,10 +133,10 @@ pub fn shards_of_run(run: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(&p)
         .map_err(|e| TrainError::ShardsOfRunUnknown { run: run.to_path_buf(), why: format!("{}: {e}", p.display()) })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| TrainError::Json { path: p.clone(), source })?;
-    v.pointer("/info/shards").and_then(|s| s.as_str()).map(PathBuf::from).ok_or_else(|| TrainError::ShardsOfRunUnknown {
-        run: run.to_path_buf(),
-        why: format!("{} names none", p.display()),
-    })
+    v.pointer("/info/shards")
+        .and_then(|s| s.as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| TrainError::ShardsOfRunUnknown { run: run.to_path_buf(), why: format!("{} names none", p.display()) })
 }
 
 /// Keys of [`TrainState::extra`] that tie a fine-tuning checkpoint to its source.
@@ -247,17 +247,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     };
     let note = stage_note(run, state.epoch, &ft, b, threshold);
     let md = lt_report::write_report(&out, &recipe.report_header(), &info, &records, &last_eval, Some(&note))?;
-    Ok(FinetuneOutcome {
-        out,
-        recipe,
-        records,
-        last_eval,
-        threshold,
-        epochs_done: done,
-        finished: done >= epochs,
-        dataset: ds,
-        report: md,
-    })
+    Ok(FinetuneOutcome { out, recipe, records, last_eval, threshold, epochs_done: done, finished: done >= epochs, dataset: ds, report: md })
 }
 
 /// The source run is read (no trainer may write it meanwhile), the output

@@ -33,23 +33,22 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind};
 
+use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
+use crate::error::{GlmcError, Result, TrainError};
+use crate::recipe::{
+    EvalHead, EvalSection, GlmcSection, LoaderSection, Method, ModelSection, OptimSection, PerfSection, PipelineSpec, Recipe, TrainSection,
+};
 use lt_glmc::amp::{LossScaleState, LossScaler, MemoryFormat, PrecisionConfig};
 use lt_glmc::card::{Head, ModelCard};
 use lt_glmc::checkpoint::{self, TrainState};
-use crate::error::{GlmcError, Result, TrainError};
-use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
 use lt_glmc::loss::{ClassStats, LossValues};
-use lt_glmc::step::{CrossEntropyStep, GlmcStep, Step, Updater};
 use lt_glmc::metrics::{EvalAccumulator, EvalReport};
 use lt_glmc::mix::Normalizer;
-use lt_report::{write_metrics, EpochRecord, EvalSummary};
 use lt_glmc::model::{GlmcNet, HeadSet, ModelConfig};
 use lt_glmc::optim::Sgd;
 use lt_glmc::pinned::{batch_to_device, TensorAllocator};
-use crate::recipe::{
-    EvalHead, EvalSection, GlmcSection, LoaderSection, Method, ModelSection, OptimSection, PerfSection, PipelineSpec, Recipe,
-    TrainSection,
-};
+use lt_glmc::step::{CrossEntropyStep, GlmcStep, Step, Updater};
+use lt_report::{write_metrics, EpochRecord, EvalSummary};
 
 pub const RECIPE_FILE: &str = "recipe.toml";
 pub use lt_report::METRICS_FILE;
@@ -744,8 +743,8 @@ fn restore(
     }
     if let Some(sc) = scaler {
         let v = state.extra.get(EXTRA_LOSS_SCALE).cloned().unwrap_or_default();
-        let st: LossScaleState = serde_json::from_value(v)
-            .map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
+        let st: LossScaleState =
+            serde_json::from_value(v).map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
         sc.set_state(st)?;
     }
     let records = metrics_before(out, start.epoch)?;

@@ -49,7 +49,20 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     g.loader.views = Some(2);
     std::fs::write(&glmc_recipe, g.to_toml_string().unwrap()).unwrap();
     let out = tmp.path().join("ce-run");
-    let (code, err) = run(&[s, "--recipe", glmc_recipe.to_str().unwrap(), "--method", "ce", "--device", "cpu", "--threads", "1", "-q", "--out", out.to_str().unwrap()]);
+    let (code, err) = run(&[
+        s,
+        "--recipe",
+        glmc_recipe.to_str().unwrap(),
+        "--method",
+        "ce",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let saved = lt_train::recipe::Recipe::load(&out.join("recipe.toml")).unwrap();
     assert_eq!((saved.train.method, saved.loader.views), (lt_train::recipe::Method::CrossEntropy, Some(1)));
@@ -79,7 +92,8 @@ fn tensor_buffers_give_the_same_batches_as_heap_buffers() {
         .with_epochs(1)
         .with_seed(5)
         .with_pool_size(8); // all six batches are held at once below
-    let heap: Vec<_> = Loader::try_new(src.clone(), Pipeline::by_name("cifar").unwrap(), cfg.clone()).unwrap().collect::<Result<_, _>>().unwrap();
+    let heap: Vec<_> =
+        Loader::try_new(src.clone(), Pipeline::by_name("cifar").unwrap(), cfg.clone()).unwrap().collect::<Result<_, _>>().unwrap();
     let alloc = TensorAllocator::new(true);
     assert_eq!(alloc.pinned(), lt_glmc::tch::Cuda::is_available());
     let tensor_cfg = cfg.with_allocator(Arc::new(alloc));
@@ -254,7 +268,20 @@ fn resume_flags_show_only_what_differs_and_batch_size_is_named() {
 
     let big = tmp.path().join("big");
     let err = assert_refused(
-        &[s, "--recipe", r, "--batch-size", "100000", "--set", "train.drop_last=true", "--device", "cpu", "-q", "--out", big.to_str().unwrap()],
+        &[
+            s,
+            "--recipe",
+            r,
+            "--batch-size",
+            "100000",
+            "--set",
+            "train.drop_last=true",
+            "--device",
+            "cpu",
+            "-q",
+            "--out",
+            big.to_str().unwrap(),
+        ],
         &["invalid train.batch_size (--batch-size)", "(at most 24)"],
     );
     assert!(!err.contains("set drop_last = false"), "{err}");

@@ -5,9 +5,9 @@
 
 mod util;
 
+use lt_shards::{ImageSizeRange, Manifest, Split};
 use lt_train::recipe::PipelineSpec;
 use lt_train::train::{check_pipelines, dataset_fingerprint, Dataset};
-use lt_shards::{ImageSizeRange, Manifest, Split};
 
 /// Shards of 8×8 images whose manifest says the train split also holds a
 /// `min`×`min` image (as lt-build records a stray small image).
@@ -36,19 +36,13 @@ fn fixed_crop_must_fit_the_smallest_image() {
     shards_with_small_train_image(dir.path(), 1);
     let ds = Dataset::open(dir.path(), 64).unwrap();
     let mut recipe = util::tiny_recipe(1);
-    recipe.loader.augment = PipelineSpec::Spec(lt_vision::augment::Pipeline::Cifar(lt_vision::augment::CifarSpec {
-        size: Some(8),
-        padding: 2,
-        flip: 0.5,
-    }));
+    recipe.loader.augment =
+        PipelineSpec::Spec(lt_vision::augment::Pipeline::Cifar(lt_vision::augment::CifarSpec { size: Some(8), padding: 2, flip: 0.5 }));
     let e = check_pipelines(&recipe, &ds).unwrap_err().to_string();
     assert!(e.contains("8px crop does not fit"), "{e}");
     // Padding 4 makes the 1×1 image 9×9: the 8px crop fits.
-    recipe.loader.augment = PipelineSpec::Spec(lt_vision::augment::Pipeline::Cifar(lt_vision::augment::CifarSpec {
-        size: Some(8),
-        padding: 4,
-        flip: 0.5,
-    }));
+    recipe.loader.augment =
+        PipelineSpec::Spec(lt_vision::augment::Pipeline::Cifar(lt_vision::augment::CifarSpec { size: Some(8), padding: 4, flip: 0.5 }));
     check_pipelines(&recipe, &ds).unwrap();
 }
 

@@ -7,9 +7,9 @@ mod util;
 use std::path::Path;
 use std::process::Command;
 
+use lt_glmc::tch::{Device, Tensor};
 use lt_train::finetune::{self, FinetuneOptions};
 use lt_train::recipe::{FinetuneLoss, FinetuneSampling};
-use lt_glmc::tch::{Device, Tensor};
 use lt_train::train::{self, Quiet, TrainOptions};
 use lt_train::TrainError;
 use util::{tiny_recipe, torch_lock, write_synth};
@@ -24,7 +24,16 @@ fn tensors(path: &Path) -> Vec<(String, Tensor)> {
 
 /// Trains one tiny GLMC epoch into `run`.
 fn first_stage(shards: &Path, run: &Path) {
-    let o = TrainOptions { shards: shards.into(), out: run.into(), recipe: tiny_recipe(1), device: Device::Cpu, resume: false, stop_after: None, checkpoint_every: None, trace: None };
+    let o = TrainOptions {
+        shards: shards.into(),
+        out: run.into(),
+        recipe: tiny_recipe(1),
+        device: Device::Cpu,
+        resume: false,
+        stop_after: None,
+        checkpoint_every: None,
+        trace: None,
+    };
     train::train(&o, &mut Quiet).unwrap();
 }
 
@@ -186,10 +195,8 @@ fn finetune_errors_are_clear() {
     assert!(msg.contains("no checkpoint") && msg.contains(run.to_str().unwrap()) && msg.contains("state.json"), "{msg}");
 
     // The same through the CLI: exit 2 with the message.
-    let o2 = Command::new(env!("CARGO_BIN_EXE_lt-train"))
-        .args(["finetune", run.to_str().unwrap(), "--device", "cpu", "-q"])
-        .output()
-        .unwrap();
+    let o2 =
+        Command::new(env!("CARGO_BIN_EXE_lt-train")).args(["finetune", run.to_str().unwrap(), "--device", "cpu", "-q"]).output().unwrap();
     let err = String::from_utf8_lossy(&o2.stderr);
     assert_eq!(o2.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot fine-tune") && err.contains("no checkpoint"), "{err}");

@@ -6,15 +6,24 @@ mod util;
 use std::path::Path;
 
 use lt_glmc::tch::{Device, Tensor};
-use lt_train::train::{self, Quiet, TrainOptions};
 use lt_glmc::GlmcError;
+use lt_train::train::{self, Quiet, TrainOptions};
 use lt_train::TrainError;
 use util::{tiny_recipe, torch_lock, write_synth};
 
 const COUNTS: [usize; 4] = [64, 32, 16, 8];
 
 fn opts(shards: &Path, out: &Path, recipe: lt_train::recipe::Recipe) -> TrainOptions {
-    TrainOptions { shards: shards.into(), out: out.into(), recipe, device: Device::Cpu, resume: false, stop_after: None, checkpoint_every: None, trace: None }
+    TrainOptions {
+        shards: shards.into(),
+        out: out.into(),
+        recipe,
+        device: Device::Cpu,
+        resume: false,
+        stop_after: None,
+        checkpoint_every: None,
+        trace: None,
+    }
 }
 
 fn tensors(path: &Path) -> Vec<(String, Tensor)> {
@@ -302,10 +311,8 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
     let first = train::train(&o, &mut Quiet).unwrap();
     let steps = first.records[0].steps;
     let model = run.join("checkpoint/model.safetensors");
-    let poisoned: Vec<(String, Tensor)> = tensors(&model)
-        .into_iter()
-        .map(|(n, t)| if n == "head.weight" { (n, t.full_like(f64::NAN)) } else { (n, t) })
-        .collect();
+    let poisoned: Vec<(String, Tensor)> =
+        tensors(&model).into_iter().map(|(n, t)| if n == "head.weight" { (n, t.full_like(f64::NAN)) } else { (n, t) }).collect();
     Tensor::write_safetensors(&poisoned, &model).unwrap();
     let before = std::fs::read(run.join("checkpoint/state.json")).unwrap();
     o.stop_after = None;

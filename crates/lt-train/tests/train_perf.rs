@@ -5,8 +5,8 @@ mod util;
 
 use std::path::Path;
 
-use lt_train::recipe::Recipe;
 use lt_glmc::tch::{Device, Tensor};
+use lt_train::recipe::Recipe;
 use lt_train::train::{self, Quiet, TrainOptions};
 use lt_train::TrainError;
 use util::{tiny_recipe, torch_lock, write_synth};
@@ -14,7 +14,16 @@ use util::{tiny_recipe, torch_lock, write_synth};
 const COUNTS: [usize; 4] = [32, 16, 8, 4];
 
 fn opts(shards: &Path, out: &Path, recipe: Recipe) -> TrainOptions {
-    TrainOptions { shards: shards.into(), out: out.into(), recipe, device: Device::Cpu, resume: false, stop_after: None, checkpoint_every: None, trace: None }
+    TrainOptions {
+        shards: shards.into(),
+        out: out.into(),
+        recipe,
+        device: Device::Cpu,
+        resume: false,
+        stop_after: None,
+        checkpoint_every: None,
+        trace: None,
+    }
 }
 
 fn recipe(epochs: usize, channels_last: bool) -> Recipe {

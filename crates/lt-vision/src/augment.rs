@@ -353,24 +353,18 @@ fn pixel_type(c: u8) -> fr::PixelType {
 
 /// Resizes the `crop` of `img` to `out_w × out_h` into `dst` (HWC), with
 /// antialiased bilinear convolution (torchvision's default filter).
-pub fn resize_crop_into(
-    resizer: &mut fr::Resizer,
-    img: &Decoded,
-    crop: CropBox,
-    out_w: u32,
-    out_h: u32,
-    dst: &mut Vec<u8>,
-) -> Result<()> {
+pub fn resize_crop_into(resizer: &mut fr::Resizer, img: &Decoded, crop: CropBox, out_w: u32, out_h: u32, dst: &mut Vec<u8>) -> Result<()> {
     let pt = pixel_type(img.channels);
     dst.clear();
     dst.resize(out_w as usize * out_h as usize * img.channels as usize, 0);
-    let src = fr::images::ImageRef::new(img.width, img.height, &img.pixels, pt)
-        .map_err(|e| VisionError::Resize(e.to_string()))?;
-    let mut d = fr::images::Image::from_slice_u8(out_w, out_h, dst.as_mut_slice(), pt)
-        .map_err(|e| VisionError::Resize(e.to_string()))?;
-    let opts = fr::ResizeOptions::new()
-        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
-        .crop(crop.left as f64, crop.top as f64, crop.width as f64, crop.height as f64);
+    let src = fr::images::ImageRef::new(img.width, img.height, &img.pixels, pt).map_err(|e| VisionError::Resize(e.to_string()))?;
+    let mut d = fr::images::Image::from_slice_u8(out_w, out_h, dst.as_mut_slice(), pt).map_err(|e| VisionError::Resize(e.to_string()))?;
+    let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear)).crop(
+        crop.left as f64,
+        crop.top as f64,
+        crop.width as f64,
+        crop.height as f64,
+    );
     resizer.resize(&src, &mut d, &opts).map_err(|e| VisionError::Resize(e.to_string()))
 }
 
@@ -671,12 +665,7 @@ impl Pipeline {
             "imagenet-randncls" => Pipeline::Randncls(RandnclsSpec::default()),
             "eval" => Pipeline::Eval(EvalSpec::imagenet()),
             "eval-identity" => Pipeline::Eval(EvalSpec::default()),
-            other => {
-                return Err(VisionError::Invalid(format!(
-                    "unknown pipeline {other:?} (expected {})",
-                    PIPELINE_NAMES.join(", ")
-                )))
-            }
+            other => return Err(VisionError::Invalid(format!("unknown pipeline {other:?} (expected {})", PIPELINE_NAMES.join(", ")))),
         })
     }
 
@@ -704,8 +693,7 @@ impl Pipeline {
 
     /// True when the output size depends on the source size.
     pub fn size_from_source(&self) -> bool {
-        matches!(self, Pipeline::Cifar(CifarSpec { size: None, .. }))
-            || matches!(self, Pipeline::Eval(EvalSpec { crop: None, .. }))
+        matches!(self, Pipeline::Cifar(CifarSpec { size: None, .. })) || matches!(self, Pipeline::Eval(EvalSpec { crop: None, .. }))
     }
 
     /// Checks parameter ranges.
@@ -835,10 +823,7 @@ impl Augmenter {
     pub fn view_into(&mut self, img: &Decoded, rng: &mut Rng, out_size: (u32, u32), out: &mut [u8]) -> Result<()> {
         let c = self.channels as usize;
         if img.channels != self.channels {
-            return Err(VisionError::Invalid(format!(
-                "image has {} channels, pipeline expects {}",
-                img.channels, self.channels
-            )));
+            return Err(VisionError::Invalid(format!("image has {} channels, pipeline expects {}", img.channels, self.channels)));
         }
         let (ow, oh) = out_size;
         if out.len() != ow as usize * oh as usize * c {
@@ -1106,9 +1091,7 @@ mod tests {
         let mut out = vec![0u8; 32 * 32 * 3];
         for _ in 0..20 {
             aug.view_into(&img, &mut rng, (32, 32), &mut out).unwrap();
-            let found = (0..=8).any(|t| {
-                (0..=8).any(|l| [false, true].iter().any(|&f| pad_crop_reference(&img, 4, 32, t, l, f) == out))
-            });
+            let found = (0..=8).any(|t| (0..=8).any(|l| [false, true].iter().any(|&f| pad_crop_reference(&img, 4, 32, t, l, f) == out)));
             assert!(found);
         }
     }

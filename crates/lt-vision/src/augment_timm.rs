@@ -275,7 +275,17 @@ impl TimmRandAugment {
 
 /// One op with an explicit argument (as [`level_to_arg`] gives, signed).
 #[allow(clippy::too_many_arguments)]
-pub fn apply_op(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, op: TimmOp, arg: f64, resample: Resample, fill: [u8; 3]) {
+pub fn apply_op(
+    px: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    w: usize,
+    h: usize,
+    c: usize,
+    op: TimmOp,
+    arg: f64,
+    resample: Resample,
+    fill: [u8; 3],
+) {
     match op {
         TimmOp::AutoContrast => pil_autocontrast(px, c),
         TimmOp::Equalize => equalize(px, c),
@@ -292,12 +302,8 @@ pub fn apply_op(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: 
         TimmOp::ShearX => pil_affine(px, scratch, w, h, c, [1.0, arg, 0.0, 0.0, 1.0, 0.0], resample, fill),
         TimmOp::ShearY => pil_affine(px, scratch, w, h, c, [1.0, 0.0, 0.0, arg, 1.0, 0.0], resample, fill),
         // translate_x_rel: pixels = pct * img.size[0]; (1, 0, pixels, 0, 1, 0)
-        TimmOp::TranslateXRel => {
-            pil_affine(px, scratch, w, h, c, [1.0, 0.0, arg * w as f64, 0.0, 1.0, 0.0], resample, fill)
-        }
-        TimmOp::TranslateYRel => {
-            pil_affine(px, scratch, w, h, c, [1.0, 0.0, 0.0, 0.0, 1.0, arg * h as f64], resample, fill)
-        }
+        TimmOp::TranslateXRel => pil_affine(px, scratch, w, h, c, [1.0, 0.0, arg * w as f64, 0.0, 1.0, 0.0], resample, fill),
+        TimmOp::TranslateYRel => pil_affine(px, scratch, w, h, c, [1.0, 0.0, 0.0, 0.0, 1.0, arg * h as f64], resample, fill),
     }
 }
 
@@ -366,11 +372,8 @@ pub fn pil_brightness(px: &mut [u8], f: f32) {
 /// of the mean PIL luma, `int(mean + 0.5)`.
 pub fn pil_contrast(px: &mut [u8], c: usize, f: f32) {
     let n = (px.len() / c).max(1) as u64;
-    let sum: u64 = if c == 3 {
-        px.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2]) as u64).sum()
-    } else {
-        px.iter().map(|&v| v as u64).sum()
-    };
+    let sum: u64 =
+        if c == 3 { px.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2]) as u64).sum() } else { px.iter().map(|&v| v as u64).sum() };
     // ImageStat.Stat(L).mean[0] is sum / count in double precision.
     let mean = (sum as f64 / n as f64 + 0.5) as u8;
     let lut = blend_const_lut(mean, f);

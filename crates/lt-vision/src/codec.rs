@@ -20,10 +20,7 @@ impl Decoded {
     pub fn try_new(width: u32, height: u32, channels: u8, pixels: Vec<u8>) -> Result<Self> {
         let want = width as usize * height as usize * channels as usize;
         if !(channels == 1 || channels == 3) || pixels.len() != want {
-            return Err(VisionError::Invalid(format!(
-                "{width}x{height}x{channels} image needs {want} bytes, got {}",
-                pixels.len()
-            )));
+            return Err(VisionError::Invalid(format!("{width}x{height}x{channels} image needs {want} bytes, got {}", pixels.len())));
         }
         Ok(Decoded { width, height, channels, pixels })
     }
@@ -65,12 +62,7 @@ fn from_dynamic(img: image::DynamicImage) -> Decoded {
     match img {
         D::ImageLuma8(b) => Decoded { width: w, height: h, channels: 1, pixels: b.into_raw() },
         D::ImageRgb8(b) => Decoded { width: w, height: h, channels: 3, pixels: b.into_raw() },
-        other if !other.color().has_color() => Decoded {
-            width: w,
-            height: h,
-            channels: 1,
-            pixels: other.into_luma8().into_raw(),
-        },
+        other if !other.color().has_color() => Decoded { width: w, height: h, channels: 1, pixels: other.into_luma8().into_raw() },
         other => Decoded { width: w, height: h, channels: 3, pixels: other.into_rgb8().into_raw() },
     }
 }
@@ -337,17 +329,14 @@ pub fn resize(img: &Decoded, width: u32, height: u32, filter: Filter) -> Result<
         return Ok(img.clone());
     }
     let pt = if img.channels == 1 { fr::PixelType::U8 } else { fr::PixelType::U8x3 };
-    let src = fr::images::ImageRef::new(img.width, img.height, &img.pixels, pt)
-        .map_err(|e| VisionError::Resize(e.to_string()))?;
+    let src = fr::images::ImageRef::new(img.width, img.height, &img.pixels, pt).map_err(|e| VisionError::Resize(e.to_string()))?;
     let mut dst = fr::images::Image::new(width, height, pt);
     let f = match filter {
         Filter::Bilinear => fr::FilterType::Bilinear,
         Filter::Lanczos3 => fr::FilterType::Lanczos3,
     };
     let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(f));
-    fr::Resizer::new()
-        .resize(&src, &mut dst, &opts)
-        .map_err(|e| VisionError::Resize(e.to_string()))?;
+    fr::Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| VisionError::Resize(e.to_string()))?;
     Ok(Decoded { width, height, channels: img.channels, pixels: dst.into_vec() })
 }
 

@@ -45,9 +45,7 @@
 //! every op and filter; level functions to 1e-12.
 use lt_core::rng::Rng;
 use lt_vision::augment::{Augmenter, Pipeline, PipelineSetting, RandnclsSpec, PIPELINE_NAMES};
-use lt_vision::augment_timm::{
-    apply_op, level_to_arg, AppliedOp, Interpolation, Resample, TimmOp, TimmRandAugment, RAND_TRANSFORMS,
-};
+use lt_vision::augment_timm::{apply_op, level_to_arg, AppliedOp, Interpolation, Resample, TimmOp, TimmRandAugment, RAND_TRANSFORMS};
 use lt_vision::codec::Decoded;
 use serde_json::Value;
 
@@ -173,8 +171,7 @@ fn name_parses_and_validates() {
     // Recipe forms: a bare name and a table.
     let s: PipelineSetting = serde_json::from_str(r#""imagenet-randncls""#).unwrap();
     assert_eq!(s.resolve().unwrap(), p);
-    let s: PipelineSetting =
-        serde_json::from_str(r#"{"kind":"imagenet-randncls","size":192,"m":9,"interpolation":"bicubic"}"#).unwrap();
+    let s: PipelineSetting = serde_json::from_str(r#"{"kind":"imagenet-randncls","size":192,"m":9,"interpolation":"bicubic"}"#).unwrap();
     match s.resolve().unwrap() {
         Pipeline::Randncls(r) => {
             assert_eq!((r.size, r.m, r.n, r.interpolation), (192, 9.0, 2, Interpolation::Bicubic));

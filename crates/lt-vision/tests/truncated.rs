@@ -35,9 +35,7 @@ fn jpeg(w: u32, h: u32, quality: u8) -> Vec<u8> {
 
 fn png(w: u32, h: u32) -> Vec<u8> {
     let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(&scene(w, h, 2), w, h, image::ExtendedColorType::Rgb8)
-        .unwrap();
+    image::codecs::png::PngEncoder::new(&mut out).write_image(&scene(w, h, 2), w, h, image::ExtendedColorType::Rgb8).unwrap();
     out
 }
 
@@ -112,10 +110,7 @@ fn images_below(dir: &Path, out: &mut Vec<PathBuf>, cap: usize) {
         }
         if p.is_dir() {
             images_below(&p, out, cap);
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
         {
             out.push(p);
         }
@@ -135,7 +130,8 @@ fn complete_fixtures_and_real_photographs_still_decode() {
     let dirs: Vec<PathBuf> = match std::env::var_os("LT_PHOTOS") {
         Some(d) => vec![PathBuf::from(d)],
         None => {
-            let mut v: Vec<PathBuf> = ["/usr/share/backgrounds", "/usr/share/pixmaps", "/usr/share/wallpapers"].iter().map(PathBuf::from).collect();
+            let mut v: Vec<PathBuf> =
+                ["/usr/share/backgrounds", "/usr/share/pixmaps", "/usr/share/wallpapers"].iter().map(PathBuf::from).collect();
             if let Some(home) = std::env::var_os("HOME") {
                 v.push(Path::new(&home).join(".rustup/toolchains"));
             }

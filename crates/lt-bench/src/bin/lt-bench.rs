@@ -16,10 +16,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use lt_glmc::amp::{LossScaleConfig, MemoryFormat, Precision, PrecisionConfig};
 use lt_bench::glmc::{parse_model, run_e2e_bench, run_gpu_bench, E2eOptions, GpuBenchOptions, StepOptions};
-use lt_glmc::model::Arch;
+use lt_glmc::amp::{LossScaleConfig, MemoryFormat, Precision, PrecisionConfig};
 use lt_glmc::device::parse_device;
+use lt_glmc::model::Arch;
 use lt_loader::bench::run_loader_bench;
 use lt_loader::source::ShardSourceOptions;
 use lt_vision::augment::Pipeline;
@@ -101,7 +101,6 @@ struct GpuArgs {
     classes: Option<usize>,
 }
 
-
 #[derive(Args)]
 struct E2eArgs {
     #[command(flatten)]
@@ -157,11 +156,7 @@ fn emit<T: Serialize>(summary: &str, report: &T, json: Option<&PathBuf>) -> anyh
     let line = serde_json::to_string(report)?;
     println!("RESULT {line}");
     if let Some(p) = json {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .with_context(|| format!("opening {}", p.display()))?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("opening {}", p.display()))?;
         writeln!(f, "{line}").with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
@@ -218,9 +213,7 @@ fn e2e(a: E2eArgs) -> anyhow::Result<()> {
         pool_size: a.pool_size,
         q: a.q,
         pinned: !a.no_pinned,
-        source: ShardSourceOptions::default()
-            .with_memory_budget(a.memory_budget_mib << 20)
-            .with_verify(!a.no_verify),
+        source: ShardSourceOptions::default().with_memory_budget(a.memory_budget_mib << 20).with_verify(!a.no_verify),
         step,
         steps: a.step.steps,
         warmup: a.step.warmup,

@@ -87,17 +87,18 @@ fn load_pickle_batch(path: &Path, classes: usize) -> Result<(Vec<u8>, Vec<u32>)>
     if labels.len() != n {
         return Err(bad(path, format!("{} labels for {n} images", labels.len())));
     }
-    let labels = labels
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            if l < 0 || l as usize >= classes {
-                Err(bad(path, format!("row {i}: label {l} outside 0..{classes}")))
-            } else {
-                Ok(l as u32)
-            }
-        })
-        .collect::<Result<_>>()?;
+    let labels =
+        labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if l < 0 || l as usize >= classes {
+                    Err(bad(path, format!("row {i}: label {l} outside 0..{classes}")))
+                } else {
+                    Ok(l as u32)
+                }
+            })
+            .collect::<Result<_>>()?;
     Ok((arr.data, labels))
 }
 

@@ -49,10 +49,7 @@ fn scan_split(dir: &Path, classes: &HashMap<String, u32>, strict: bool) -> Resul
             if strict {
                 continue;
             }
-            return Err(BuildError::Source {
-                path: class_dir,
-                msg: format!("class folder {name:?} does not exist in the train split"),
-            });
+            return Err(BuildError::Source { path: class_dir, msg: format!("class folder {name:?} does not exist in the train split") });
         };
         for f in walk(&class_dir)? {
             files.push(f);

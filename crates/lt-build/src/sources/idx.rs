@@ -36,7 +36,8 @@ fn find(dir: &Path, prefix: &str, what: &str) -> Option<PathBuf> {
 /// The four IDX files under `dir` (train images/labels, test images/labels).
 pub fn locate(dir: &Path) -> Result<[PathBuf; 4]> {
     let get = |prefix: &str, what: &str| {
-        find(dir, prefix, what).ok_or_else(|| bad(dir, format!("no {prefix}-{what}-{}-ubyte[.gz] file", if what == "images" { "idx3" } else { "idx1" })))
+        find(dir, prefix, what)
+            .ok_or_else(|| bad(dir, format!("no {prefix}-{what}-{}-ubyte[.gz] file", if what == "images" { "idx3" } else { "idx1" })))
     };
     Ok([get("train", "images")?, get("train", "labels")?, get("t10k", "images")?, get("t10k", "labels")?])
 }
@@ -63,8 +64,7 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.len() < header {
         return Err(bad(path, "truncated IDX header"));
     }
-    let dims: Vec<usize> =
-        (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let want: usize = dims.iter().product();
     if bytes.len() - header != want {
         return Err(bad(path, format!("IDX dimensions {dims:?} need {want} bytes of data, file has {}", bytes.len() - header)));

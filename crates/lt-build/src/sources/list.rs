@@ -58,7 +58,10 @@ impl ListSource {
             Some(p) => {
                 let n = super::read_class_names(p)?;
                 if n.len() < classes {
-                    return Err(BuildError::Source { path: p.clone(), msg: format!("{} class names but labels go up to {}", n.len(), classes - 1) });
+                    return Err(BuildError::Source {
+                        path: p.clone(),
+                        msg: format!("{} class names but labels go up to {}", n.len(), classes - 1),
+                    });
                 }
                 n
             }

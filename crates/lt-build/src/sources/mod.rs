@@ -115,9 +115,7 @@ pub fn detect(path: &Path) -> Result<&'static str> {
 
 /// Opens a source of `kind` at `path`.
 pub fn open(kind: &str, path: Option<&Path>, opts: &SourceOptions) -> Result<Box<dyn Source>> {
-    let need = || {
-        path.ok_or_else(|| BuildError::Usage(format!("source {kind} needs a dataset path")))
-    };
+    let need = || path.ok_or_else(|| BuildError::Usage(format!("source {kind} needs a dataset path")));
     let src: Box<dyn Source> = match kind {
         "cifar10" => Box::new(cifar::Cifar::open(need()?, 10)?),
         "cifar100" => Box::new(cifar::Cifar::open(need()?, 100)?),
@@ -127,9 +125,7 @@ pub fn open(kind: &str, path: Option<&Path>, opts: &SourceOptions) -> Result<Box
         "parquet" => Box::new(parquet_src::ParquetSource::open(need()?, opts)?),
         "synth" => Box::new(synth::Synth::new(opts.synth.clone())?),
         "photos" => Box::new(photos::Photos::open(&[need()?.to_path_buf()], opts.photos.clone())?),
-        other => {
-            return Err(BuildError::Usage(format!("unknown source kind {other:?} (expected one of {})", KINDS.join(", "))))
-        }
+        other => return Err(BuildError::Usage(format!("unknown source kind {other:?} (expected one of {})", KINDS.join(", ")))),
     };
     Ok(src)
 }

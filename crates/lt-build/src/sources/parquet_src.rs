@@ -87,7 +87,10 @@ impl ParquetSource {
             (path.into(), [train, test])
         };
         if files[0].is_empty() {
-            return Err(BuildError::Source { path: path.into(), msg: "no train Parquet files (looked for manifest.json, or files named train*)".into() });
+            return Err(BuildError::Source {
+                path: path.into(),
+                msg: "no train Parquet files (looked for manifest.json, or files named train*)".into(),
+            });
         }
         let mut labels: [Vec<u32>; 2] = Default::default();
         let mut names: Option<Vec<String>> = None;

@@ -99,7 +99,11 @@ impl Photos {
                     return Ok(None);
                 }
                 let (w, h) = codec::fit_max_side(d.width, d.height, WORKING_SIDE);
-                let d = if (w, h) == (d.width, d.height) { d } else { codec::resize(&d, w, h, Filter::Bilinear).map_err(|e| source_err(f, e))? };
+                let d = if (w, h) == (d.width, d.height) {
+                    d
+                } else {
+                    codec::resize(&d, w, h, Filter::Bilinear).map_err(|e| source_err(f, e))?
+                };
                 Ok(Some((f.clone(), d)))
             })
             .collect::<Result<Vec<_>>>()?

@@ -23,7 +23,11 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     Global(String, String),
     /// `callable(*args)`, with the state given by `BUILD` (if any).
-    Object { callable: Box<Value>, args: Box<Value>, state: Option<Box<Value>> },
+    Object {
+        callable: Box<Value>,
+        args: Box<Value>,
+        state: Option<Box<Value>>,
+    },
     Mark,
 }
 

@@ -6,7 +6,6 @@
 
 use std::sync::Mutex;
 
-
 /// libtorch's global state is per process, and the tests of one binary run
 /// in parallel threads: the default generator (`tch::manual_seed`, model
 /// initialisation, `randn`), the thread count (`set_num_threads`), the TF32
@@ -34,4 +33,3 @@ pub fn dead_pid() -> u32 {
     c.wait().unwrap();
     pid
 }
-

@@ -11,9 +11,7 @@ use std::time::Duration;
 /// A seeded `w × h × c` image: a gradient plus noise, so crops differ.
 pub fn image(seed: u64, w: u32, h: u32, c: u8) -> Decoded {
     let mut rng = Rng::derive(seed, &[w as u64, h as u64]);
-    let px = (0..w * h * c as u32)
-        .map(|i| ((i * 3 + (i / (w * c as u32)) * 5) as u64 % 200 + rng.below(56)) as u8)
-        .collect();
+    let px = (0..w * h * c as u32).map(|i| ((i * 3 + (i / (w * c as u32)) * 5) as u64 % 200 + rng.below(56)) as u8).collect();
     Decoded::try_new(w, h, c, px).unwrap()
 }
 
@@ -26,11 +24,7 @@ pub fn labels(counts: &[usize], seed: u64) -> Vec<i64> {
 
 /// PNG rows of `w × h` RGB images with the given labels.
 pub fn png_rows(labels: &[i64], w: u32, h: u32) -> Vec<(Vec<u8>, i64)> {
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (encode_png(&image(i as u64, w, h, 3)).unwrap(), l))
-        .collect()
+    labels.iter().enumerate().map(|(i, &l)| (encode_png(&image(i as u64, w, h, 3)).unwrap(), l)).collect()
 }
 
 pub fn memory_source(n: usize, w: u32, h: u32) -> MemorySource {
@@ -68,9 +62,7 @@ impl<S: EncodedSource> EncodedSource for Faulty<S> {
         if i == self.bad {
             match self.fault {
                 Fault::Corrupt => return Ok(Encoded::from_vec(b"\x89PNG\r\n\x1a\n truncated".to_vec())),
-                Fault::ReadError => {
-                    return Err(LoaderError::Read { location: self.locate(i), message: "injected I/O error".into() })
-                }
+                Fault::ReadError => return Err(LoaderError::Read { location: self.locate(i), message: "injected I/O error".into() }),
                 Fault::Panic => panic!("injected worker panic at row {i}"),
             }
         }

@@ -8,11 +8,11 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use lt_glmc::card::Head;
 use lt_glmc::checkpoint;
 use lt_glmc::device::parse_device;
 use lt_glmc::loss::RebalancedLoss;
 use lt_report::{EpochRecord, RunInfo};
-use lt_glmc::card::Head;
 use lt_shards::Split;
 use lt_train::eval::{self, EvalOptions};
 use lt_train::export;
@@ -618,7 +618,13 @@ fn run(args: Args) -> Result<()> {
     lt_report::write_report(&out, &recipe.report_header(), &info, &outcome.records, eval, None)?;
     print!("{}", lt_report::headline_table(eval, &outcome.records));
     if !outcome.finished {
-        println!("stopped after epoch {} of {}; continue with: lt-train {} --resume {}", outcome.epochs_done, recipe.train.epochs, shards.display(), out.display());
+        println!(
+            "stopped after epoch {} of {}; continue with: lt-train {} --resume {}",
+            outcome.epochs_done,
+            recipe.train.epochs,
+            shards.display(),
+            out.display()
+        );
     }
     println!("report: {}", out.join(lt_report::REPORT_MD).display());
     Ok(())
@@ -716,7 +722,8 @@ struct ReplotArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LT_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr).init();
+        .with_writer(std::io::stderr)
+        .init();
     let tuning = lt_glmc::host_alloc::retain_freed_memory();
     tracing::debug!(?tuning, "host allocator");
     let cli = Cli::parse();

@@ -67,9 +67,7 @@ impl LoaderBenchArgs {
             seed: self.seed,
             sampler: SamplerSpec::parse(&self.sampler).context("--sampler")?,
             pool_size: self.pool_size,
-            source: ShardSourceOptions::default()
-                .with_memory_budget(self.memory_budget_mib << 20)
-                .with_verify(!self.no_verify),
+            source: ShardSourceOptions::default().with_memory_budget(self.memory_budget_mib << 20).with_verify(!self.no_verify),
         })
     }
 }

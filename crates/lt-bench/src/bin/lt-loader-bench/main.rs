@@ -38,7 +38,6 @@ enum Cmd {
     },
 }
 
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LT_LOG").unwrap_or_else(|_| "warn".into()))
@@ -65,11 +64,7 @@ fn loader(a: LoaderBenchArgs) -> anyhow::Result<()> {
     let line = serde_json::to_string(&r)?;
     println!("RESULT {line}");
     if let Some(p) = a.json {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)
-            .with_context(|| format!("opening {}", p.display()))?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).with_context(|| format!("opening {}", p.display()))?;
         writeln!(f, "{line}")?;
     }
     Ok(())

@@ -409,7 +409,9 @@ impl BuildArgs {
             None => ProfileKind::Auto,
             Some(ProfileArg::Exp) => ProfileKind::Exponential,
             Some(ProfileArg::Step) => ProfileKind::Step { mu: self.step_mu },
-            Some(ProfileArg::Counts) => ProfileKind::CountsFile(self.counts_file.clone().context("--profile counts needs --counts-file FILE")?),
+            Some(ProfileArg::Counts) => {
+                ProfileKind::CountsFile(self.counts_file.clone().context("--profile counts needs --counts-file FILE")?)
+            }
             Some(ProfileArg::AsIs) => ProfileKind::AsIs,
         };
         if let (Some(f), false) = (&self.counts_file, matches!(profile, ProfileKind::CountsFile(_))) {
@@ -537,14 +539,24 @@ mod tests {
     fn recipe_values_are_defaults_and_flags_override_them() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("r.toml");
-        std::fs::write(&p, "[build]\nsource = \"idx\"\nimbalance = 100\nprofile = \"step\"\nstep_mu = 0.25\nselection = \"ldam\"\nseed = 4\n").unwrap();
+        std::fs::write(
+            &p,
+            "[build]\nsource = \"idx\"\nimbalance = 100\nprofile = \"step\"\nstep_mu = 0.25\nselection = \"ldam\"\nseed = 4\n",
+        )
+        .unwrap();
         let r = p.to_str().unwrap();
         for a in [&["--recipe", r, "data"][..], &["idx", "--recipe", r, "data"][..]] {
             let (_, b) = build_args(a);
-            assert_eq!((b.imbalance, b.profile, b.step_mu, b.selection, b.seed), (Some(100.0), Some(ProfileArg::Step), 0.25, SelectionArg::Ldam, 4));
+            assert_eq!(
+                (b.imbalance, b.profile, b.step_mu, b.selection, b.seed),
+                (Some(100.0), Some(ProfileArg::Step), 0.25, SelectionArg::Ldam, 4)
+            );
         }
         let (_, b) = build_args(&["--recipe", r, "data", "--if", "10", "--step-mu", "0.5", "--selection", "glmc", "--profile", "exp"]);
-        assert_eq!((b.imbalance, b.profile, b.step_mu, b.selection, b.seed), (Some(10.0), Some(ProfileArg::Exp), 0.5, SelectionArg::Glmc, 4));
+        assert_eq!(
+            (b.imbalance, b.profile, b.step_mu, b.selection, b.seed),
+            (Some(10.0), Some(ProfileArg::Exp), 0.5, SelectionArg::Glmc, 4)
+        );
         let (run, recipe) = parse(&argv(&["--recipe", r, "data"])).unwrap();
         let Run::Build { kind, args } = run else { panic!() };
         assert_eq!(args.source(kind, recipe.as_ref()).unwrap(), ("idx".to_string(), Some(PathBuf::from("data"))));

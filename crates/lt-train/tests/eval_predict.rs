@@ -60,7 +60,7 @@ fn eval_and_predict_reproduce_the_trainers_evaluation() {
     let ev = json(&run.join("eval").join("eval.json"));
     let rep = json(&run.join("report.json"));
     assert_eq!(ev["heads"]["g_cb"], rep["final"], "eval of the checkpoint = the trainer's last evaluation");
-    assert_eq!(ev["head"], "head_cb");
+    assert_eq!(ev["head"], "g_cb");
     assert!(run.join("eval").join("per_class.png").is_file());
 
     // predict over the test Parquet file: one line per row, and its top-1
@@ -84,18 +84,24 @@ fn eval_and_predict_reproduce_the_trainers_evaluation() {
     let top1 = ev["heads"]["g_cb"]["top1"].as_f64().unwrap();
     assert_eq!(hits, (top1 * 18.0).round() as usize, "predict's top-1 agrees with eval's");
 
-    // A PNG file and a folder of them.
+    // A PNG file, a folder of them, a JPEG, and a grayscale image into this
+    // RGB model (converted as the loader converts).
     let dir = tmp.path().join("imgs");
     std::fs::create_dir(&dir).unwrap();
-    let px: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 7 % 256) as u8).collect();
-    let png = lt_vision::codec::encode_png(&lt_vision::codec::Decoded { width: 8, height: 8, channels: 3, pixels: px }).unwrap();
+    let rgb = image(3);
+    let png = lt_vision::codec::encode_png(&rgb).unwrap();
     std::fs::write(dir.join("a.png"), &png).unwrap();
     std::fs::write(dir.join("b.png"), &png).unwrap();
-    let o = lt_train(&["predict", s(&run), s(&dir.join("a.png")), s(&dir), "--device", "cpu"]);
+    let jpg = tmp.path().join("c.jpg");
+    std::fs::write(&jpg, lt_vision::codec::encode_jpeg(&rgb, 90).unwrap()).unwrap();
+    let gray = tmp.path().join("gray.png");
+    std::fs::write(&gray, lt_vision::codec::encode_png(&image(1)).unwrap()).unwrap();
+    let o = lt_train(&["predict", s(&run), s(&dir.join("a.png")), s(&dir), s(&jpg), s(&gray), "--device", "cpu"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
     assert!(out.lines().all(|l| l.contains("class-") && l.contains('%')), "{out}");
+    assert!(out.contains("c.jpg: ") && out.contains("gray.png: "), "{out}");
 
     // Bad inputs: exit 2 naming the file.
     std::fs::write(dir.join("broken.jpg"), b"\xff\xd8\xffnot really").unwrap();
@@ -105,6 +111,33 @@ fn eval_and_predict_reproduce_the_trainers_evaluation() {
     let o = lt_train(&["predict", s(&run), s(&tmp.path().join("missing.png")), "--device", "cpu"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("missing.png"), "{}", text(&o));
+}
+
+/// An 8×8 test image with `channels` channels.
+fn image(channels: u8) -> lt_vision::codec::Decoded {
+    let px: Vec<u8> = (0..8 * 8 * channels as usize).map(|i| (i * 7 % 256) as u8).collect();
+    lt_vision::codec::Decoded { width: 8, height: 8, channels, pixels: px }
+}
+
+/// An RGB image into a grayscale model: converted, classified.
+#[test]
+fn predict_converts_rgb_for_a_grayscale_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("s1");
+    util::write_synth(&shards, &[16, 8], 2, 8, 1, 5);
+    let recipe = tmp.path().join("r.toml");
+    std::fs::write(&recipe, util::tiny_recipe(1).to_toml_string().unwrap()).unwrap();
+    let run = tmp.path().join("run1");
+    let o = lt_train(&[s(&shards), "--recipe", s(&recipe), "--device", "cpu", "--threads", "1", "-q", "--out", s(&run)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let meta = checkpoint::read_metadata(&run.join("checkpoint").join(checkpoint::MODEL_FILE)).unwrap();
+    assert_eq!(meta["in_channels"], "1");
+    let png = tmp.path().join("rgb.png");
+    std::fs::write(&png, lt_vision::codec::encode_png(&image(3)).unwrap()).unwrap();
+    let o = lt_train(&["predict", s(&run), s(&png), "--json", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(p["top"].as_array().unwrap().len(), 2, "top-k is at most the class count: {p}");
 }
 
 /// The labels of an image Parquet file.

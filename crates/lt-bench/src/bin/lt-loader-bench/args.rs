@@ -1,5 +1,5 @@
 //! The `loader` benchmark's command-line flags, shared by `lt-loader-bench`
-//! and `lt-bench` (crate lt-glmc, which includes this file with `#[path]`):
+//! and `lt-bench` (both in this crate; lt-bench includes this file with `#[path]`):
 //! clap stays in the binaries, and the library takes the plain
 //! [`LoaderBenchOptions`]. Self-contained: it uses only clap, anyhow and the
 //! public API of lt-loader and lt-shards.

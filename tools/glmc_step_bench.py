@@ -28,7 +28,6 @@ import glmc_reference as ref  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-torch.set_default_dtype(torch.float32)  # the reference module sets f64
 
 
 def bench_torch(steps, warmup, device):

@@ -288,9 +288,22 @@ def replay_steps(trace_dir):
     batch as a tensor [views, slots, C, H, W] under "x"."""
     pixels = np.memmap(os.path.join(trace_dir, "pixels.bin"), dtype=np.uint8, mode="r")
     epochs = {}
-    for line in open(os.path.join(trace_dir, "steps.jsonl")):
-        st = json.loads(line)
+    lines = open(os.path.join(trace_dir, "steps.jsonl")).read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            st = json.loads(line)
+        except json.JSONDecodeError:
+            # A run killed mid-write leaves its last line cut: replay up to it.
+            if i == len(lines) - 1:
+                print(f"{trace_dir}: the last step line is cut (a killed run); replaying the {i} before it", file=sys.stderr)
+                break
+            sys.exit(f"{trace_dir}/steps.jsonl: line {i + 1} is not JSON")
         n = int(np.prod(st["shape"]))
+        if st["offset"] + n > len(pixels):
+            print(f"{trace_dir}: step {i + 1}'s pixels are cut (a killed run); replaying the {i} before it", file=sys.stderr)
+            break
         st["x"] = torch.from_numpy(np.array(pixels[st["offset"]:st["offset"] + n]).reshape(st["shape"]))
         st["y"] = torch.tensor(st["labels"], dtype=torch.int64)
         epochs.setdefault(st["epoch"], []).append(st)

@@ -237,14 +237,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         Some(e) => e,
         None => train::evaluate(&s, &recipe, &ds, device)?.headline().clone(),
     };
-    let info = RunInfo {
-        shards: shards.clone(),
-        device: format!("{device:?}"),
-        epochs_done: state.epoch,
-        class_names: ds.manifest.class_names(),
-        counts: ds.counts.clone(),
-        fingerprint: ds.fingerprint.clone(),
-    };
+    let info = RunInfo { shards: shards.clone(), ..ds.run_info(device, state.epoch) };
     let note = stage_note(run, state.epoch, &ft, b, threshold);
     let md = lt_report::write_report(&out, &recipe.report_header(), &info, &records, &last_eval, Some(&note))?;
     Ok(FinetuneOutcome { out, recipe, records, last_eval, threshold, epochs_done: done, finished: done >= epochs, dataset: ds, report: md })

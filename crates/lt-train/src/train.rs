@@ -97,6 +97,18 @@ impl Dataset {
         self.counts.len()
     }
 
+    /// What a report says about this data and the run on it.
+    pub fn run_info(&self, device: Device, epochs_done: usize) -> lt_report::RunInfo {
+        lt_report::RunInfo {
+            shards: self.dir.clone(),
+            device: format!("{device:?}"),
+            epochs_done,
+            class_names: self.manifest.class_names(),
+            counts: self.counts.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
     /// Checks, before any step, that `pipeline` (named by the recipe field
     /// `field`) can process every image of `split`, from the image size range
     /// lt-build records in the manifest: a pipeline that takes its output

@@ -8,22 +8,13 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use lt_glmc::card::{Head, ModelCard};
 use lt_glmc::checkpoint;
 
-fn lt_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lt-train")).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "util/cli.rs"]
+mod cli;
+use cli::{lt_train, s, text};
 
 /// Trains the tiny GLMC recipe for 2 epochs on synthetic shards through the
 /// binary (which writes report.json); returns (shards, run).

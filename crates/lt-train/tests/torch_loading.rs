@@ -12,7 +12,7 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use lt_glmc::card::{Head, ModelCard};
 use lt_glmc::checkpoint;
@@ -20,17 +20,9 @@ use lt_glmc::model::{Arch, GlmcNet, HeadSet, ModelConfig};
 use lt_glmc::tch::{self, nn::VarStore, CModule, Device, Kind, Tensor};
 use lt_train::export;
 
-fn lt_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lt-train")).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "util/cli.rs"]
+mod cli;
+use cli::{lt_train, s, text};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()

@@ -606,15 +606,7 @@ fn run(args: Args) -> Result<()> {
     // The outcome holds the run directory's lock until the report is written.
     let outcome = train::train(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR), Command::Train))?;
     let eval = outcome.last_eval.as_ref().context("no evaluation")?;
-    let ds = &outcome.dataset;
-    let info = RunInfo {
-        shards: shards.clone(),
-        device: format!("{device:?}"),
-        epochs_done: outcome.epochs_done,
-        class_names: ds.manifest.class_names(),
-        counts: ds.counts.clone(),
-        fingerprint: ds.fingerprint.clone(),
-    };
+    let info = RunInfo { shards: shards.clone(), ..outcome.dataset.run_info(device, outcome.epochs_done) };
     lt_report::write_report(&out, &recipe.report_header(), &info, &outcome.records, eval, None)?;
     print!("{}", lt_report::headline_table(eval, &outcome.records));
     if !outcome.finished {

@@ -182,7 +182,7 @@ impl GlmcStepper {
             return Err(GlmcError::Shape { what: "batch", got: size, expected: format!("[2, {}, C, H, W]", 2 * b) }.into());
         }
         let m = StepModel { net: &self.net, stats: &self.stats, norm: &self.norm, precision: &self.opts.precision };
-        let o = self.upd.apply(&mut self.opt, &mut self.step, &m, x, y, self.opts.alpha, (self.steps, 0))?;
+        let o = self.upd.apply(&mut self.opt, &mut self.step, &m, (x, y), self.opts.alpha, (self.steps, 0))?;
         self.steps += 1;
         Ok(StepResult { loss: o.values.total, skipped: o.skipped })
     }

@@ -56,7 +56,7 @@
 //! let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
 //! let alpha = lt_core::weights::cumulative_alpha(0, 200);
 //! let m = step::StepModel { net: &net, stats: &stats, norm: &norm, precision: &precision };
-//! let out = update.apply(&mut opt, &mut glmc, &m, &x, &y, alpha, (0, 0))?;
+//! let out = update.apply(&mut opt, &mut glmc, &m, (&x, &y), alpha, (0, 0))?;
 //! println!("loss {} (L_sup {}, L_rb {:?}, L_con {:?})", out.values.total, out.values.sup, out.values.rb, out.values.con);
 //! # Ok(()) }
 //! ```

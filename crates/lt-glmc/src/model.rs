@@ -114,8 +114,8 @@ impl Conv {
     /// `fan` follows the authors' code: fan-in for the CIFAR ResNet-32
     /// (`_weights_init` in model/ResNet_cifar.py), fan-out for the ImageNet
     /// encoders (model/Resnet_LT.py, as torchvision).
-    #[allow(clippy::too_many_arguments)]
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, groups: i64, fan: nn::init::FanInOut) -> Self {
+    /// A `k`×`k` convolution with `(k, stride, padding)`.
+    fn new(p: nn::Path, cin: i64, cout: i64, (k, stride, padding): (i64, i64, i64), groups: i64, fan: nn::init::FanInOut) -> Self {
         let ws = p.var("weight", &[cout, cin / groups, k, k], kaiming_normal(fan));
         Conv { ws, stride, padding, groups }
     }
@@ -213,9 +213,9 @@ impl BasicBlock {
             (lo, cout - cin - lo)
         });
         BasicBlock {
-            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, 1, 1, FanIn),
+            conv1: Conv::new(&p / "conv1", cin, cout, (3, stride, 1), 1, FanIn),
             bn1: Bn::new(&p / "bn1", cout),
-            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, 1, 1, FanIn),
+            conv2: Conv::new(&p / "conv2", cout, cout, (3, 1, 1), 1, FanIn),
             bn2: Bn::new(&p / "bn2", cout),
             stride,
             pad,
@@ -257,7 +257,7 @@ impl ResNet32 {
                 .collect();
             layers.push(blocks);
         }
-        ResNet32 { conv1: Conv::new(&p / "conv1", in_channels, width, 3, 1, 1, 1, FanIn), bn1: Bn::new(&p / "bn1", width), layers }
+        ResNet32 { conv1: Conv::new(&p / "conv1", in_channels, width, (3, 1, 1), 1, FanIn), bn1: Bn::new(&p / "bn1", width), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let mut x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
@@ -289,15 +289,15 @@ impl Bottleneck {
         let cout = planes * 4;
         let downsample = (stride != 1 || cin != cout).then(|| {
             let d = &p / "downsample";
-            (Conv::new(&d / "0", cin, cout, 1, stride, 0, 1, FanOut), Bn::new(&d / "1", cout))
+            (Conv::new(&d / "0", cin, cout, (1, stride, 0), 1, FanOut), Bn::new(&d / "1", cout))
         });
         Bottleneck {
-            conv1: Conv::new(&p / "conv1", cin, width, 1, 1, 0, 1, FanOut),
+            conv1: Conv::new(&p / "conv1", cin, width, (1, 1, 0), 1, FanOut),
             bn1: Bn::new(&p / "bn1", width),
             // torchvision v1.5: the stride sits on the 3×3 convolution.
-            conv2: Conv::new(&p / "conv2", width, width, 3, stride, 1, groups, FanOut),
+            conv2: Conv::new(&p / "conv2", width, width, (3, stride, 1), groups, FanOut),
             bn2: Bn::new(&p / "bn2", width),
-            conv3: Conv::new(&p / "conv3", width, cout, 1, 1, 0, 1, FanOut),
+            conv3: Conv::new(&p / "conv3", width, cout, (1, 1, 0), 1, FanOut),
             bn3: Bn::new(&p / "bn3", cout),
             downsample,
         }
@@ -336,7 +336,7 @@ impl ResNetImageNet {
                 .collect();
             layers.push(blocks);
         }
-        ResNetImageNet { conv1: Conv::new(&p / "conv1", in_channels, 64, 7, 2, 3, 1, FanOut), bn1: Bn::new(&p / "bn1", 64), layers }
+        ResNetImageNet { conv1: Conv::new(&p / "conv1", in_channels, 64, (7, 2, 3), 1, FanOut), bn1: Bn::new(&p / "bn1", 64), layers }
     }
     fn forward(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let x = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;

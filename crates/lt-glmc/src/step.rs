@@ -231,14 +231,12 @@ impl Updater {
     /// 0-based epoch) names a non-finite loss. Under fp16, an overflow skips
     /// the update and backs the scale off (not an error) unless the scale
     /// has collapsed. Reads the loss back (synchronises with the device).
-    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         opt: &mut Sgd,
         step: &mut dyn Step,
         m: &StepModel<'_>,
-        x: &Tensor,
-        y: &Tensor,
+        (x, y): (&Tensor, &Tensor),
         alpha: f64,
         at: (u64, usize),
     ) -> Result<StepOutcome> {

@@ -79,12 +79,10 @@ impl EpochLoop<'_> {
     /// rate and α (the schedules are per epoch). The file starts with a
     /// session START at the step after the checkpoint, so TensorBoard drops
     /// what an interrupted run wrote after it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         s: &mut Setup,
-        upd: &mut Updater,
-        step: &mut dyn Step,
+        (upd, step): (&mut Updater, &mut dyn Step),
         loader: &mut Loader,
         mut trace: Option<&mut Trace>,
         obs: &mut dyn Observer,
@@ -115,9 +113,9 @@ impl EpochLoop<'_> {
                 let batch = next_batch(loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, self.device)?;
                 let m = StepModel { net: &s.net, stats: &s.stats, norm: &s.norm, precision: self.precision };
-                let o = upd.apply(&mut s.opt, step, &m, &x, &y, alpha, (global, epoch))?;
+                let o = upd.apply(&mut s.opt, step, &m, (&x, &y), alpha, (global, epoch))?;
                 if let Some(t) = trace.as_deref_mut() {
-                    t.record(epoch, i, lr, &x, &y, o.mix.as_ref(), &o.values)?;
+                    t.record((epoch, i), lr, (&x, &y), o.mix.as_ref(), &o.values)?;
                 }
                 let images = step.images(batch.slots());
                 drop(batch); // the device copy and the step are done: recycle the buffer
@@ -168,7 +166,7 @@ impl EpochLoop<'_> {
             };
             let reports = step.reports();
             let alpha = if reports.0 { alpha } else { 1.0 };
-            let rec = acc.record(epoch, lr, alpha, reports, self.batch_size, test, upd.loss_scale().map(|sc| sc.scale()));
+            let rec = acc.record(epoch, (lr, alpha), reports, self.batch_size, test, upd.loss_scale().map(|sc| sc.scale()));
             append_metrics(self.out, &rec)?;
             if let Some(w) = events.as_mut() {
                 w.epoch(global as i64, wall_time(), &rec)?;

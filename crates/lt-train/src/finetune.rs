@@ -228,7 +228,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             extra: &extra,
         };
         let start = LoopStart { epoch: done, step: global_step, ..Default::default() };
-        let end = lp.run(&mut s, &mut upd, &mut step, &mut loader, None, obs, start)?;
+        let end = lp.run(&mut s, (&mut upd, &mut step), &mut loader, None, obs, start)?;
         done = end.epoch;
         records.extend(end.records);
         last_eval = end.last_eval;

@@ -80,14 +80,11 @@ impl Trace {
 
     /// Appends one step: its uint8 batch `x` (any device), labels `y`, the
     /// mixing parameters (GLMC) and the loss values lt-train computed.
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
-        epoch: usize,
-        step: usize,
+        (epoch, step): (usize, usize),
         lr: f64,
-        x: &Tensor,
-        y: &Tensor,
+        (x, y): (&Tensor, &Tensor),
         mix: Option<&MixParams>,
         loss: &LossValues,
     ) -> Result<()> {

@@ -296,12 +296,10 @@ impl EpochAccumulator {
     }
 
     /// The epoch's record; `rb`/`con` say which terms the method has.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         epoch: usize,
-        lr: f64,
-        alpha: f64,
+        (lr, alpha): (f64, f64),
         (rb, con): (bool, bool),
         batch_size: usize,
         test: Option<EvalSummary>,
@@ -708,7 +706,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             alpha: &alpha,
             extra: &checkpoint_extra,
         };
-        let end = lp.run(&mut s, &mut upd, step.as_mut(), &mut loader, trace.as_mut(), obs, start)?;
+        let end = lp.run(&mut s, (&mut upd, step.as_mut()), &mut loader, trace.as_mut(), obs, start)?;
         epoch = end.epoch;
         records.extend(end.records);
         last_eval = end.last_eval;

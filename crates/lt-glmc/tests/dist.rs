@@ -333,7 +333,9 @@ fn from_env_joins_over_tcp() {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .chain([("MASTER_PORT".to_string(), port.clone())])
-            .chain([("GLOO_SOCKET_IFNAME".to_string(), String::new())])
+            // Loopback, so that a machine whose hostname resolves to an
+            // address it cannot bind (some CI containers) still passes.
+            .chain([("GLOO_SOCKET_IFNAME".to_string(), "lo".to_string())])
             .collect()
     });
 }
@@ -371,6 +373,7 @@ fn under_torchrun() {
         .args(["under_torchrun", "--exact", "--nocapture", "--test-threads", "1"])
         .env(TORCHRUN_VAR, "1")
         .env("OMP_NUM_THREADS", "1")
+        .env("GLOO_SOCKET_IFNAME", "lo")
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)

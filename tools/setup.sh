@@ -9,6 +9,9 @@
 #   for the reference scripts and the loader baseline; tensorboard, whose
 #   EventAccumulator reads back lt-train's event files in a test; safetensors
 #   for tools/lt_glmc_torch.py, which loads checkpoints in PyTorch).
+# - Installs Debian's libgloo-dev (apt, as root or through sudo) when gloo's
+#   headers are missing: lt-glmc's dist module compiles c10d's Gloo process
+#   group, and the torch wheel ships c10d's headers but not gloo's.
 # - Writes nothing into the repository. Source tools/env.sh afterwards (the
 #   other scripts do) to point cargo at the venv.
 set -euo pipefail
@@ -40,5 +43,10 @@ else
     flock 9
     "$VENV/bin/pip" install --disable-pip-version-check -q $want
     flock -u 9
+fi
+if [ ! -f /usr/include/gloo/config.h ] && [ -z "${GLOO_INCLUDE:-}" ]; then
+    say "installing Debian's libgloo-dev (gloo's headers, for lt-glmc's dist module)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libgloo-dev >/dev/null
 fi
 say "libtorch: $("$VENV/bin/python" -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')"

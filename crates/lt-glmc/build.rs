@@ -8,6 +8,12 @@
 // libtorch/include) keep the headers beside it. LIBTORCH_INCLUDE overrides
 // that, as it does for torch-sys. The flags are torch-sys's own for its C++:
 // C++17, GLOG_USE_GLOG_EXPORT, and the C++11 string ABI of the library.
+//
+// csrc/dist.cpp (src/dist.rs) is c10d's Gloo process group: it also needs
+// -DUSE_C10D_GLOO and gloo's own headers, which the torch wheel does not
+// ship. Debian's libgloo-dev installs them in /usr/include/gloo (tools/
+// setup.sh installs it); GLOO_INCLUDE names another folder holding gloo/.
+// Only the headers are used: the symbols are libtorch_cpu's.
 
 #[path = "rpath.rs"]
 mod rpath;
@@ -23,7 +29,9 @@ fn main() {
 
 fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     let root = match env::var("LIBTORCH_INCLUDE") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => {
@@ -39,7 +47,9 @@ fn compile_shim() {
             include.display()
         );
     }
-    cc::Build::new()
+    let gloo = gloo_include();
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .pic(true)
         .std("c++17")
@@ -50,8 +60,35 @@ fn compile_shim() {
         // libtorch's headers warn under -Wall -Wextra; the shim's own code
         // is small and reviewed by hand.
         .warnings(false)
+        .define("USE_C10D_GLOO", None)
         .file("csrc/shim.cpp")
-        .compile("lt_glmc_shim");
+        .file("csrc/dist.cpp");
+    // Not /usr/include itself: the compiler searches it already, and naming
+    // it with -I breaks libstdc++'s #include_next.
+    if let Some(dir) = gloo {
+        build.include(dir);
+    }
+    build.compile("lt_glmc_shim");
+}
+
+/// The folder holding gloo/config.h: GLOO_INCLUDE, or None when it is the
+/// compiler's own /usr/include. Panics with the fix when neither has it.
+fn gloo_include() -> Option<PathBuf> {
+    if let Ok(dir) = env::var("GLOO_INCLUDE") {
+        let dir = PathBuf::from(dir);
+        if !dir.join("gloo").join("config.h").exists() {
+            panic!("GLOO_INCLUDE={}: no gloo/config.h there", dir.display());
+        }
+        return Some(dir);
+    }
+    if PathBuf::from("/usr/include/gloo/config.h").exists() {
+        return None;
+    }
+    panic!(
+        "gloo's headers not found (no /usr/include/gloo/config.h): lt-glmc's dist module compiles c10d's Gloo process group, \
+         which needs them and the torch wheel does not ship them. Run tools/setup.sh, or `apt-get install libgloo-dev`, \
+         or set GLOO_INCLUDE to a folder holding gloo/"
+    );
 }
 
 /// `_GLIBCXX_USE_CXX11_ABI` of the libtorch being linked: LIBTORCH_CXX11_ABI

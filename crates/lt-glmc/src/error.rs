@@ -63,6 +63,19 @@ pub enum GlmcError {
     /// A checkpoint is missing a file or a tensor, or does not fit the model.
     #[error("checkpoint {}: {why}", path.display())]
     Checkpoint { path: PathBuf, why: String },
+    /// A distributed operation ([`crate::dist`]) failed: joining the
+    /// group, a collective, or a tensor it cannot take. `op` names it
+    /// (`all_reduce_sum`, `broadcast`, …); `why` is c10d's or gloo's message.
+    #[error("distributed {op}: {why}")]
+    Dist { op: &'static str, why: String },
+    /// A distributed operation did not complete within the group's timeout:
+    /// a rank did not join it (or died, or is out of step).
+    #[error("distributed {op} timed out (timeout {timeout:?}; a rank did not join it, died or is out of step): {why}")]
+    DistTimeout { op: &'static str, timeout: std::time::Duration, why: String },
+    /// A variable of the torchrun environment (RANK, WORLD_SIZE,
+    /// MASTER_ADDR, …) is missing or invalid.
+    #[error("{var} {why}")]
+    DistEnv { var: &'static str, why: String },
 }
 
 pub type Result<T, E = GlmcError> = std::result::Result<T, E>;

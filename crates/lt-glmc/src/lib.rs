@@ -30,7 +30,11 @@
 //! - [`device`]: `cpu` / `cuda:N` / `auto` by name;
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
 //! - [`host_alloc`]: glibc malloc settings that keep freed activations in
-//!   the process (no page faults per CPU step).
+//!   the process (no page faults per CPU step);
+//! - [`dist`]: c10d process groups (Gloo; from torchrun's environment or a
+//!   file store) and timed collectives on tch tensors — broadcast,
+//!   all-reduce (sum, mean), barrier, all-gather — the base of
+//!   data-parallel training.
 //!
 //! GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning
 //! for Long-tailed Visual Recognitions", CVPR 2023
@@ -65,6 +69,7 @@ pub mod amp;
 pub mod card;
 pub mod checkpoint;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod host_alloc;
 pub mod loss;

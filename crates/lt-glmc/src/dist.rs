@@ -1,0 +1,599 @@
+//! Process groups and collectives on tch tensors, over c10d — PyTorch's
+//! distributed engine, the one torch.distributed and DDP use. The C++ side
+//! (csrc/dist.cpp) only creates c10d's own objects and calls them; nothing
+//! here is a home-made all-reduce or rendezvous.
+//!
+//! - [`ProcessGroup::from_env`] joins the group torchrun describes (RANK,
+//!   LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): rank 0 hosts the
+//!   TCPStore at MASTER_ADDR:MASTER_PORT and the others connect to it, as
+//!   torch.distributed's `env://` does; when torchrun sets
+//!   `TORCHELASTIC_USE_AGENT_STORE=True`, every rank is a client of the
+//!   agent's store instead, its keys under `lt_glmc/attempt_{TORCHELASTIC_RESTART_COUNT}/`.
+//! - [`ProcessGroup::with_file_store`] joins a group through a file (one
+//!   machine: tests, or a quick run without a free port).
+//! - [`ProcessGroup::broadcast`], [`ProcessGroup::all_reduce_sum`],
+//!   [`ProcessGroup::all_reduce_mean`], [`ProcessGroup::barrier`] and
+//!   [`ProcessGroup::all_gather`], each bounded by the group's timeout: a
+//!   rank that never joins a collective, or dies, makes the others fail with
+//!   [`GlmcError::DistTimeout`] or [`GlmcError::Dist`] instead of hanging.
+//!
+//! The backend is Gloo ([`Backend::Gloo`]), which works on CPU tensors;
+//! NCCL for CUDA tensors is to come. As in torch.distributed, every rank
+//! must call the same collectives in the same order with tensors of the
+//! same shape and kind. After a collective fails the group is unusable
+//! (a peer is gone or out of step): every later call returns an error, and
+//! the process should drop the group and exit (torchrun then restarts it).
+//!
+//! ```no_run
+//! use lt_glmc::dist::ProcessGroup;
+//! use lt_glmc::tch::Tensor;
+//! # fn main() -> lt_glmc::Result<()> {
+//! // Under `torchrun --nproc-per-node 2 ...`:
+//! let pg = ProcessGroup::from_env()?;
+//! let mut grad = Tensor::from_slice(&[1.0f32 + pg.rank() as f32]);
+//! pg.all_reduce_mean(&mut grad)?; // 1.5 on both ranks
+//! let rows = pg.all_gather(&grad)?; // [world, 1], row r from rank r
+//! pg.barrier()?;
+//! # Ok(()) }
+//! ```
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::time::Duration;
+
+use tch::{Device, Tensor};
+
+use crate::error::{GlmcError, Result};
+
+/// torch.distributed's default process-group timeout (30 minutes).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The collective backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// c10d's ProcessGroupGloo: CPU tensors, over TCP.
+    Gloo,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gloo => "gloo",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = GlmcError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gloo" => Ok(Backend::Gloo),
+            "nccl" => Err(GlmcError::setting("backend", "nccl is not built yet; use gloo")),
+            _ => Err(GlmcError::setting("backend", format!("'{s}' (known: gloo)"))),
+        }
+    }
+}
+
+/// Where the ranks meet: c10d's key-value store, through which gloo's
+/// peers exchange addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// A TCPStore at `host:port`. With `is_server` this process hosts it
+    /// (rank 0 under torchrun); otherwise it connects. `prefix`, if not
+    /// empty, namespaces this group's keys.
+    Tcp { host: String, port: u16, is_server: bool, prefix: String },
+    /// A FileStore: a file every rank can open (one machine, or a shared
+    /// file system). It must not hold a finished run's keys; c10d deletes
+    /// it when the last rank closes the group.
+    File(PathBuf),
+}
+
+/// The network device gloo binds to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlooDevice {
+    /// c10d's default: the address this machine's hostname resolves to, or
+    /// loopback if it does not resolve.
+    Default,
+    /// The address of this host name or IP (`127.0.0.1`: one machine).
+    Hostname(String),
+    /// These network interfaces, comma-separated (GLOO_SOCKET_IFNAME).
+    Interfaces(String),
+}
+
+/// How to create a [`ProcessGroup`].
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub backend: Backend,
+    pub rank: usize,
+    pub world_size: usize,
+    /// The rank within this machine, if known (torchrun's LOCAL_RANK).
+    pub local_rank: Option<usize>,
+    /// Bounds joining the group and every collective.
+    pub timeout: Duration,
+    pub device: GlooDevice,
+}
+
+/// torchrun's description of this process's place in the group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistEnv {
+    pub rank: usize,
+    pub local_rank: Option<usize>,
+    pub world_size: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+    /// TORCHELASTIC_USE_AGENT_STORE=True: torchrun's agent hosts the store.
+    pub use_agent_store: bool,
+    /// TORCHELASTIC_RESTART_COUNT (0 if unset).
+    pub restart_count: u64,
+    /// GLOO_SOCKET_IFNAME, if set and not empty.
+    pub gloo_ifname: Option<String>,
+}
+
+impl DistEnv {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the variables through `var` (the environment, or a map in
+    /// tests). RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT are required;
+    /// LOCAL_RANK is read when set (torchrun always sets it).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        fn required(var: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String> {
+            match var(name) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+                Some(_) => Err(env_error(name, "is empty")),
+                None => Err(env_error(name, "is not set (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)")),
+            }
+        }
+        fn number<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T> {
+            v.parse().map_err(|_| env_error(name, format!("is '{v}', not a valid value")))
+        }
+        let world_size: usize = number("WORLD_SIZE", &required(&var, "WORLD_SIZE")?)?;
+        if world_size == 0 {
+            return Err(env_error("WORLD_SIZE", "is 0"));
+        }
+        let rank: usize = number("RANK", &required(&var, "RANK")?)?;
+        if rank >= world_size {
+            return Err(env_error("RANK", format!("is {rank}, not below WORLD_SIZE {world_size}")));
+        }
+        let local_rank = match var("LOCAL_RANK") {
+            Some(v) if !v.trim().is_empty() => Some(number("LOCAL_RANK", v.trim())?),
+            _ => None,
+        };
+        let master_addr = required(&var, "MASTER_ADDR")?;
+        let master_port: u16 = number("MASTER_PORT", &required(&var, "MASTER_PORT")?)?;
+        let use_agent_store = var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True");
+        let restart_count = match var("TORCHELASTIC_RESTART_COUNT") {
+            Some(v) if !v.trim().is_empty() => number("TORCHELASTIC_RESTART_COUNT", v.trim())?,
+            _ => 0,
+        };
+        let gloo_ifname = var("GLOO_SOCKET_IFNAME").filter(|s| !s.trim().is_empty());
+        Ok(DistEnv { rank, local_rank, world_size, master_addr, master_port, use_agent_store, restart_count, gloo_ifname })
+    }
+
+    /// The store this environment describes (see the module docs).
+    pub fn store(&self) -> Store {
+        if self.use_agent_store {
+            Store::Tcp {
+                host: self.master_addr.clone(),
+                port: self.master_port,
+                is_server: false,
+                prefix: format!("lt_glmc/attempt_{}", self.restart_count),
+            }
+        } else {
+            Store::Tcp { host: self.master_addr.clone(), port: self.master_port, is_server: self.rank == 0, prefix: "lt_glmc".into() }
+        }
+    }
+
+    /// A Gloo group of this environment, with `timeout`.
+    pub fn config(&self, backend: Backend, timeout: Duration) -> GroupConfig {
+        GroupConfig {
+            backend,
+            rank: self.rank,
+            world_size: self.world_size,
+            local_rank: self.local_rank,
+            timeout,
+            device: match &self.gloo_ifname {
+                Some(names) => GlooDevice::Interfaces(names.clone()),
+                None => GlooDevice::Default,
+            },
+        }
+    }
+}
+
+fn env_error(var: &'static str, why: impl Into<String>) -> GlmcError {
+    GlmcError::DistEnv { var, why: why.into() }
+}
+
+/// A c10d process group: this process's handle on a group of `world_size`
+/// ranks. Dropping it closes this rank's connections.
+pub struct ProcessGroup {
+    raw: *mut c_void,
+    backend: Backend,
+    rank: usize,
+    world_size: usize,
+    local_rank: Option<usize>,
+    timeout: Duration,
+    /// Set by the first failed collective; later calls refuse to run.
+    broken: RefCell<Option<String>>,
+}
+
+// SAFETY: the group is c10d's ProcessGroupGloo plus its store, both usable
+// from any thread; the handle is only freed in Drop. It is not Sync: calls
+// from several threads at once would race on the order of collectives.
+unsafe impl Send for ProcessGroup {}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("backend", &self.backend)
+            .field("rank", &self.rank)
+            .field("world_size", &self.world_size)
+            .field("local_rank", &self.local_rank)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+// csrc/dist.cpp. Each returns 0, 1 (error) or 2 (timeout) with the C++
+// exception's message (NUL-terminated, cut to fit) in `err[..err_len]`.
+// Tensors are tch's C_tensor*, i.e. at::Tensor*.
+extern "C" {
+    fn lt_dist_new_gloo_tcp(
+        host: *const c_char,
+        port: u16,
+        is_server: bool,
+        prefix: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        ifnames: *const c_char,
+        hostname: *const c_char,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_new_gloo_file(
+        path: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        ifnames: *const c_char,
+        hostname: *const c_char,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_free(group: *mut c_void);
+    fn lt_dist_set_timeout(group: *mut c_void, timeout_ms: i64, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_dist_broadcast(group: *mut c_void, tensor: *mut torch_sys::C_tensor, root: c_int, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_dist_all_reduce_sum(group: *mut c_void, tensor: *mut torch_sys::C_tensor, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_dist_barrier(group: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_dist_all_gather(
+        group: *mut c_void,
+        tensor: *mut torch_sys::C_tensor,
+        out: *mut *mut torch_sys::C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
+/// Runs one shim call with an error buffer and turns its code into an error.
+fn call(op: &'static str, timeout: Duration, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut err = vec![0 as c_char; 2048];
+    let code = f(err.as_mut_ptr(), err.len());
+    if code == 0 {
+        return Ok(());
+    }
+    let last = err.len() - 1;
+    err[last] = 0;
+    // SAFETY: a NUL-terminated string within the buffer.
+    let why = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    Err(if code == 2 { GlmcError::DistTimeout { op, timeout, why } } else { GlmcError::Dist { op, why } })
+}
+
+fn c_string(op: &'static str, what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| GlmcError::Dist { op, why: format!("{what} '{s}' contains a NUL byte") })
+}
+
+fn millis(op: &'static str, timeout: Duration) -> Result<i64> {
+    let ms = timeout.as_millis();
+    if ms == 0 || ms > i64::MAX as u128 {
+        return Err(GlmcError::Dist { op, why: format!("timeout {timeout:?} must be at least 1 ms") });
+    }
+    Ok(ms as i64)
+}
+
+impl ProcessGroup {
+    /// Joins the group torchrun describes (see [`DistEnv`]), with Gloo and
+    /// [`DEFAULT_TIMEOUT`]. A missing or invalid variable is a
+    /// [`GlmcError::DistEnv`] naming it.
+    pub fn from_env() -> Result<Self> {
+        Self::from_env_with(Backend::Gloo, DEFAULT_TIMEOUT)
+    }
+
+    /// [`ProcessGroup::from_env`] with a backend and a timeout.
+    pub fn from_env_with(backend: Backend, timeout: Duration) -> Result<Self> {
+        let env = DistEnv::from_env()?;
+        Self::new(&env.store(), env.config(backend, timeout))
+    }
+
+    /// Joins a Gloo group on this machine through the FileStore `path`
+    /// (gloo on loopback). Every rank passes the same path, which must not
+    /// hold a finished run's keys (a fresh temporary folder's file).
+    pub fn with_file_store(path: impl AsRef<Path>, rank: usize, world_size: usize, timeout: Duration) -> Result<Self> {
+        let config = GroupConfig {
+            backend: Backend::Gloo,
+            rank,
+            world_size,
+            local_rank: None,
+            timeout,
+            device: GlooDevice::Hostname("127.0.0.1".into()),
+        };
+        Self::new(&Store::File(path.as_ref().to_owned()), config)
+    }
+
+    /// Joins a group through `store`. Blocks until every rank has joined,
+    /// or fails after `config.timeout`.
+    pub fn new(store: &Store, config: GroupConfig) -> Result<Self> {
+        const OP: &str = "create process group";
+        let GroupConfig { backend, rank, world_size, local_rank, timeout, device } = config;
+        if world_size == 0 || world_size > c_int::MAX as usize {
+            return Err(GlmcError::Dist { op: OP, why: format!("world size {world_size}") });
+        }
+        if rank >= world_size {
+            return Err(GlmcError::Dist { op: OP, why: format!("rank {rank} is not below the world size {world_size}") });
+        }
+        let ms = millis(OP, timeout)?;
+        let (ifnames, hostname) = match &device {
+            GlooDevice::Default => (String::new(), String::new()),
+            GlooDevice::Hostname(h) => (String::new(), h.clone()),
+            GlooDevice::Interfaces(i) => (i.clone(), String::new()),
+        };
+        let ifnames = c_string(OP, "interface", &ifnames)?;
+        let hostname = c_string(OP, "host name", &hostname)?;
+        let mut raw: *mut c_void = ptr::null_mut();
+        match (backend, store) {
+            (Backend::Gloo, Store::Tcp { host, port, is_server, prefix }) => {
+                let host = c_string(OP, "host", host)?;
+                let prefix = c_string(OP, "prefix", prefix)?;
+                // SAFETY: live C strings and out-pointer; the shim catches
+                // every C++ exception.
+                call(OP, timeout, |err, len| unsafe {
+                    lt_dist_new_gloo_tcp(
+                        host.as_ptr(),
+                        *port,
+                        *is_server,
+                        prefix.as_ptr(),
+                        rank as c_int,
+                        world_size as c_int,
+                        ms,
+                        ifnames.as_ptr(),
+                        hostname.as_ptr(),
+                        &mut raw,
+                        err,
+                        len,
+                    )
+                })?;
+            }
+            (Backend::Gloo, Store::File(path)) => {
+                let path = c_string(OP, "store path", &path.to_string_lossy())?;
+                // SAFETY: as above.
+                call(OP, timeout, |err, len| unsafe {
+                    lt_dist_new_gloo_file(
+                        path.as_ptr(),
+                        rank as c_int,
+                        world_size as c_int,
+                        ms,
+                        ifnames.as_ptr(),
+                        hostname.as_ptr(),
+                        &mut raw,
+                        err,
+                        len,
+                    )
+                })?;
+            }
+        }
+        if raw.is_null() {
+            return Err(GlmcError::Dist { op: OP, why: "the shim returned no group".into() });
+        }
+        Ok(ProcessGroup { raw, backend, rank, world_size, local_rank, timeout, broken: RefCell::new(None) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// torchrun's LOCAL_RANK, when the group came from it.
+    pub fn local_rank(&self) -> Option<usize> {
+        self.local_rank
+    }
+
+    /// The bound on each collective.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Changes the bound on the collectives that follow (e.g. a long one to
+    /// join, a shorter one per step).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<()> {
+        const OP: &str = "set_timeout";
+        let ms = millis(OP, timeout)?;
+        let raw = self.raw;
+        // SAFETY: a live group; the shim catches every C++ exception.
+        call(OP, timeout, |err, len| unsafe { lt_dist_set_timeout(raw, ms, err, len) })?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    /// Every rank's `tensor` becomes `root`'s, in place.
+    pub fn broadcast(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
+        const OP: &str = "broadcast";
+        if root >= self.world_size {
+            return Err(GlmcError::Dist { op: OP, why: format!("root {root} is not below the world size {}", self.world_size) });
+        }
+        self.check_tensor(OP, tensor)?;
+        let t = tensor.as_mut_ptr();
+        // SAFETY: `t` is a live at::Tensor* borrowed mutably for the call.
+        self.collective(OP, |g, err, len| unsafe { lt_dist_broadcast(g, t, root as c_int, err, len) })
+    }
+
+    /// Every rank's `tensor` becomes the sum over ranks, in place.
+    pub fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
+        const OP: &str = "all_reduce_sum";
+        self.check_tensor(OP, tensor)?;
+        let t = tensor.as_mut_ptr();
+        // SAFETY: as in broadcast.
+        self.collective(OP, |g, err, len| unsafe { lt_dist_all_reduce_sum(g, t, err, len) })
+    }
+
+    /// Every rank's `tensor` becomes the mean over ranks, in place: the sum,
+    /// then divided by the world size (Gloo has no AVG; this is what DDP
+    /// does with gradients). Floating-point tensors only.
+    pub fn all_reduce_mean(&self, tensor: &mut Tensor) -> Result<()> {
+        const OP: &str = "all_reduce_mean";
+        if !tensor.is_floating_point() {
+            return Err(GlmcError::Dist { op: OP, why: format!("needs a floating-point tensor, got {:?}", tensor.kind()) });
+        }
+        self.all_reduce_sum(tensor).map_err(|e| match e {
+            GlmcError::Dist { why, .. } => GlmcError::Dist { op: OP, why },
+            GlmcError::DistTimeout { timeout, why, .. } => GlmcError::DistTimeout { op: OP, timeout, why },
+            e => e,
+        })?;
+        let _ = tensor.f_div_scalar_(self.world_size as f64).map_err(|e| GlmcError::Dist { op: OP, why: e.to_string() })?;
+        Ok(())
+    }
+
+    /// Returns once every rank has called it.
+    pub fn barrier(&self) -> Result<()> {
+        // SAFETY: a live group.
+        self.collective("barrier", |g, err, len| unsafe { lt_dist_barrier(g, err, len) })
+    }
+
+    /// A new tensor `[world_size, ...tensor's shape]` whose row `r` is rank
+    /// `r`'s `tensor`. Every rank passes the same shape and kind.
+    pub fn all_gather(&self, tensor: &Tensor) -> Result<Tensor> {
+        const OP: &str = "all_gather";
+        self.check_tensor(OP, tensor)?;
+        // The shim only reads the input (it is c10d's const input list).
+        let t = tensor.as_ptr() as *mut torch_sys::C_tensor;
+        let mut out: *mut torch_sys::C_tensor = ptr::null_mut();
+        // SAFETY: `t` is a live at::Tensor*; `out` a live out-pointer.
+        self.collective(OP, |g, err, len| unsafe { lt_dist_all_gather(g, t, &mut out, err, len) })?;
+        if out.is_null() {
+            return Err(GlmcError::Dist { op: OP, why: "the shim returned no tensor".into() });
+        }
+        // SAFETY: `out` is a `new at::Tensor` that we now own.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    fn check_tensor(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
+        if !tensor.defined() {
+            return Err(GlmcError::Dist { op, why: "undefined tensor".into() });
+        }
+        match (self.backend, tensor.device()) {
+            (Backend::Gloo, Device::Cpu) => {}
+            (Backend::Gloo, d) => return Err(GlmcError::Dist { op, why: format!("Gloo works on CPU tensors, this one is on {d:?}") }),
+        }
+        if !tensor.is_contiguous() {
+            return Err(GlmcError::Dist { op, why: format!("the tensor (shape {:?}) is not contiguous", tensor.size()) });
+        }
+        Ok(())
+    }
+
+    /// Runs a collective unless an earlier one failed; a failure marks the
+    /// group broken.
+    fn collective(&self, op: &'static str, f: impl FnOnce(*mut c_void, *mut c_char, usize) -> c_int) -> Result<()> {
+        if let Some(first) = self.broken.borrow().as_ref() {
+            return Err(GlmcError::Dist { op, why: format!("the group is unusable after an earlier failure ({first})") });
+        }
+        let raw = self.raw;
+        let result = call(op, self.timeout, |err, len| f(raw, err, len));
+        if let Err(e) = &result {
+            *self.broken.borrow_mut() = Some(e.to_string());
+        }
+        result
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from the shim and is freed once.
+        unsafe { lt_dist_free(self.raw) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const FULL: [(&str, &str); 5] =
+        [("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")];
+
+    #[test]
+    fn env_reads_torchrun_variables() {
+        let env = DistEnv::from_lookup(lookup(&FULL)).unwrap();
+        assert_eq!((env.rank, env.local_rank, env.world_size, env.master_port), (1, Some(1), 2, 29500));
+        assert_eq!(env.store(), Store::Tcp { host: "127.0.0.1".into(), port: 29500, is_server: false, prefix: "lt_glmc".into() });
+        let mut rank0 = FULL.to_vec();
+        rank0[0] = ("RANK", "0");
+        assert!(matches!(DistEnv::from_lookup(lookup(&rank0)).unwrap().store(), Store::Tcp { is_server: true, .. }));
+    }
+
+    #[test]
+    fn env_agent_store_makes_every_rank_a_client() {
+        let mut vars = FULL.to_vec();
+        vars[0] = ("RANK", "0");
+        vars.push(("TORCHELASTIC_USE_AGENT_STORE", "True"));
+        vars.push(("TORCHELASTIC_RESTART_COUNT", "3"));
+        let env = DistEnv::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(env.store(), Store::Tcp { host: "127.0.0.1".into(), port: 29500, is_server: false, prefix: "lt_glmc/attempt_3".into() });
+    }
+
+    #[test]
+    fn env_missing_or_bad_variable_is_named() {
+        for missing in ["RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"] {
+            let vars: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != missing).collect();
+            match DistEnv::from_lookup(lookup(&vars)) {
+                Err(GlmcError::DistEnv { var, why }) => {
+                    assert_eq!(var, missing);
+                    assert!(why.contains("not set"), "{why}");
+                }
+                other => panic!("{missing} missing: {other:?}"),
+            }
+        }
+        let vars: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != "LOCAL_RANK").collect();
+        assert_eq!(DistEnv::from_lookup(lookup(&vars)).unwrap().local_rank, None);
+        for (var, bad) in [("RANK", "2"), ("RANK", "x"), ("WORLD_SIZE", "0"), ("MASTER_PORT", "70000"), ("LOCAL_RANK", "-1")] {
+            let vars: Vec<_> = FULL.iter().map(|&(k, v)| if k == var { (k, bad) } else { (k, v) }).collect();
+            let err = DistEnv::from_lookup(lookup(&vars)).unwrap_err();
+            assert!(matches!(&err, GlmcError::DistEnv { var: v, .. } if *v == var), "{var}={bad}: {err:?}");
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!("gloo".parse::<Backend>().unwrap(), Backend::Gloo);
+        assert!("nccl".parse::<Backend>().is_err());
+        assert_eq!(Backend::Gloo.name(), "gloo");
+    }
+}

@@ -30,6 +30,7 @@ fn main() {
 fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    println!("cargo:rerun-if-changed=csrc/error.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     let root = match env::var("LIBTORCH_INCLUDE") {

@@ -41,16 +41,7 @@ fn read_trace(dir: &Path) -> Vec<TracedStep> {
 
 /// Trains `recipe` on `shards` into `out`, tracing into `trace`.
 fn traced_run(shards: &Path, out: &Path, trace: &Path, recipe: lt_train::recipe::Recipe) {
-    let opts = TrainOptions {
-        shards: shards.into(),
-        out: out.into(),
-        recipe,
-        device: Device::Cpu,
-        resume: false,
-        stop_after: None,
-        checkpoint_every: None,
-        trace: Some(trace.into()),
-    };
+    let opts = TrainOptions { trace: Some(trace.into()), ..TrainOptions::new(shards, out, recipe, Device::Cpu) };
     train::train(&opts, &mut Quiet).unwrap();
 }
 

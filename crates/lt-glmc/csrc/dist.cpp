@@ -20,6 +20,8 @@
 // reported a timeout, and writes the exception's message, NUL-terminated and
 // cut to fit, into `err[0..err_len]`.
 
+#include "error.h"
+
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -57,17 +59,7 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-void write_error(const char* msg, char* err, std::size_t err_len) noexcept {
-  if (err == nullptr || err_len == 0) {
-    return;
-  }
-  std::size_t n = std::strlen(msg);
-  if (n >= err_len) {
-    n = err_len - 1;
-  }
-  std::memcpy(err, msg, n);
-  err[n] = '\0';
-}
+using lt_glmc::write_error;
 
 // Whether a message reports a timeout: gloo's "Timed out waiting 2000ms for
 // recv operation", c10d's "Operation timed out!", the stores' "Timeout

@@ -11,6 +11,8 @@
 // writes the exception's message, NUL-terminated and cut to fit, into
 // `err[0..err_len]`. Results come back through out-pointers.
 
+#include "error.h"
+
 #include <ATen/Context.h>
 #include <c10/util/Exception.h>
 
@@ -20,17 +22,7 @@
 
 namespace {
 
-void write_error(const char* msg, char* err, std::size_t err_len) noexcept {
-  if (err == nullptr || err_len == 0) {
-    return;
-  }
-  std::size_t n = std::strlen(msg);
-  if (n >= err_len) {
-    n = err_len - 1;
-  }
-  std::memcpy(err, msg, n);
-  err[n] = '\0';
-}
+using lt_glmc::write_error;
 
 template <class F>
 int guarded(char* err, std::size_t err_len, F&& f) noexcept {

@@ -384,6 +384,23 @@ pub struct TrainOptions {
     pub trace: Option<PathBuf>,
 }
 
+impl TrainOptions {
+    /// A fresh run of `recipe` on `shards` into `out`: no resume, no early
+    /// stop, checkpoints at epoch ends, no trace.
+    pub fn new(shards: &Path, out: &Path, recipe: Recipe, device: Device) -> Self {
+        TrainOptions {
+            shards: shards.into(),
+            out: out.into(),
+            recipe,
+            device,
+            resume: false,
+            stop_after: None,
+            checkpoint_every: None,
+            trace: None,
+        }
+    }
+}
+
 /// What a run ends with.
 #[derive(Debug)]
 pub struct TrainOutcome {

@@ -14,20 +14,7 @@ use lt_glmc::checkpoint;
 
 #[path = "util/cli.rs"]
 mod cli;
-use cli::{lt_train, s, text};
-
-/// Trains the tiny GLMC recipe for 2 epochs on synthetic shards through the
-/// binary (which writes report.json); returns (shards, run).
-fn trained(tmp: &Path) -> (PathBuf, PathBuf) {
-    let shards = tmp.join("s");
-    util::write_synth(&shards, &[40, 20, 8], 6, 8, 3, 21);
-    let recipe = tmp.join("r.toml");
-    std::fs::write(&recipe, util::tiny_recipe(2).to_toml_string().unwrap()).unwrap();
-    let run = tmp.join("run");
-    let o = lt_train(&[s(&shards), "--recipe", s(&recipe), "--device", "cpu", "--threads", "1", "-q", "--out", s(&run)]);
-    assert!(o.status.success(), "{}", text(&o));
-    (shards, run)
-}
+use cli::{lt_train, s, text, trained};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()

@@ -24,16 +24,7 @@ fn tensors(path: &Path) -> Vec<(String, Tensor)> {
 
 /// Trains one tiny GLMC epoch into `run`.
 fn first_stage(shards: &Path, run: &Path) {
-    let o = TrainOptions {
-        shards: shards.into(),
-        out: run.into(),
-        recipe: tiny_recipe(1),
-        device: Device::Cpu,
-        resume: false,
-        stop_after: None,
-        checkpoint_every: None,
-        trace: None,
-    };
+    let o = TrainOptions::new(shards, run, tiny_recipe(1), Device::Cpu);
     train::train(&o, &mut Quiet).unwrap();
 }
 

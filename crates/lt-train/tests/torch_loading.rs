@@ -22,7 +22,7 @@ use lt_train::export;
 
 #[path = "util/cli.rs"]
 mod cli;
-use cli::{lt_train, s, text};
+use cli::{lt_train, s, text, trained};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
@@ -57,20 +57,6 @@ fn run_py(py: &str, script: &str, args: &[&str]) -> String {
     let o = Command::new(py).arg("-c").arg(script).args(args).env("PYTHONPATH", tools()).output().unwrap();
     assert!(o.status.success(), "python failed:\n{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Trains the tiny GLMC recipe (ResNet-32 width 4, 8×8 RGB, 3 classes,
-/// evaluated with g_cb) for 2 epochs through the binary; returns (shards,
-/// run).
-fn trained(tmp: &Path) -> (PathBuf, PathBuf) {
-    let shards = tmp.join("s");
-    util::write_synth(&shards, &[40, 20, 8], 6, 8, 3, 21);
-    let recipe = tmp.join("r.toml");
-    std::fs::write(&recipe, util::tiny_recipe(2).to_toml_string().unwrap()).unwrap();
-    let run = tmp.join("run");
-    let o = lt_train(&[s(&shards), "--recipe", s(&recipe), "--device", "cpu", "--threads", "1", "-q", "--out", s(&run)]);
-    assert!(o.status.success(), "{}", text(&o));
-    (shards, run)
 }
 
 /// Correct images per class of an evaluation report (accuracy × images).

@@ -14,16 +14,7 @@ use util::{tiny_recipe, torch_lock, write_synth};
 const COUNTS: [usize; 4] = [64, 32, 16, 8];
 
 fn opts(shards: &Path, out: &Path, recipe: lt_train::recipe::Recipe) -> TrainOptions {
-    TrainOptions {
-        shards: shards.into(),
-        out: out.into(),
-        recipe,
-        device: Device::Cpu,
-        resume: false,
-        stop_after: None,
-        checkpoint_every: None,
-        trace: None,
-    }
+    TrainOptions::new(shards, out, recipe, Device::Cpu)
 }
 
 fn tensors(path: &Path) -> Vec<(String, Tensor)> {

@@ -884,17 +884,30 @@ impl Scratch {
         Ok(())
     }
 
+    /// Random resized crop into `hwc`, then the flip right away: the
+    /// geometric ops that follow (RandAugment's rotate, shear, translate) are
+    /// not mirror-symmetric, so the flip comes first, as torchvision's
+    /// Compose orders them. Draws the crop, then the flip.
+    fn crop_then_flip(
+        &mut self,
+        img: &Decoded,
+        rng: &mut Rng,
+        (scale, ratio, flip_p): ((f64, f64), (f64, f64), f64),
+        (ow, oh): (u32, u32),
+    ) -> Result<()> {
+        let crop = rrc_params(rng, img.width, img.height, scale, ratio);
+        let flip = rng.bernoulli(flip_p);
+        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
+        if flip {
+            flip_hwc(&mut self.hwc, ow as usize, oh as usize, img.channels as usize);
+        }
+        Ok(())
+    }
+
     /// Random resized crop, flip, then RandAugment.
     fn rand_augment_view(&mut self, s: &RandAugmentSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
         let c = img.channels as usize;
-        let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
-        let flip = rng.bernoulli(s.flip);
-        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-        // RandAugment's geometric ops are not mirror-symmetric, so the
-        // flip is applied first here, as torchvision orders them.
-        if flip {
-            flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
-        }
+        self.crop_then_flip(img, rng, (s.scale, s.ratio, s.flip), (ow, oh))?;
         crate::augment_randaugment::rand_augment(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c, s.n, s.m, rng);
         write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
         Ok(())
@@ -906,14 +919,7 @@ impl Scratch {
         let c = img.channels as usize;
         // torchvision draws in this order: crop, flip, RandomApply,
         // ColorJitter's order and factors, then RandAugment.
-        let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
-        let flip = rng.bernoulli(s.flip);
-        resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-        // Rotate/shear/translate are not mirror-symmetric: flip first,
-        // as the authors' Compose does.
-        if flip {
-            flip_hwc(&mut self.hwc, ow as usize, oh as usize, c);
-        }
+        self.crop_then_flip(img, rng, (s.scale, s.ratio, s.flip), (ow, oh))?;
         if rng.bernoulli(s.jitter_p) {
             let jp = jitter_params(rng, s.jitter);
             crate::augment_timm::color_jitter_pil(&mut self.hwc, c, &jp);

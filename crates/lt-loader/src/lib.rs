@@ -16,7 +16,8 @@
 //!   memory, or a shard directory (resident when it fits a budget, row groups
 //!   on demand otherwise).
 //! - [`sampler`]: instance, class-weighted (`P(i) ∝ n_{y_i}^(−q)`),
-//!   sequential, and the paired sampler of a GLMC step.
+//!   sequential, and the paired sampler of a GLMC step; [`sampler::Shard`],
+//!   a data-parallel rank's part of every step.
 //! - [`batch`]: the [`batch::BatchAllocator`] seam (the trainer plugs in
 //!   pinned memory) and [`batch::Batch`].
 //! - [`loader`]: the staged pipeline.
@@ -25,7 +26,9 @@
 //! Every random decision is a pure function of `(seed, epoch, step, slot)`
 //! through [`lt_core::rng::Rng::derive`], so batches are bit-identical for
 //! any number of workers and a run can resume mid-epoch from a
-//! [`loader::LoaderState`].
+//! [`loader::LoaderState`]. Under data-parallel training each rank's loader
+//! makes only its [`sampler::Shard`] of every step, keyed by the slot in the
+//! whole step, so the ranks' batches together are one process's batch.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -17,7 +17,7 @@
 //! [`Loader`] disconnects when dropped, so no thread can outlive it.
 
 use crate::batch::{Batch, BatchAllocator, BatchStorage, HeapAllocator, Position};
-use crate::sampler::{EpochPlan, Sampler, SamplerSpec, STREAM_AUGMENT};
+use crate::sampler::{EpochPlan, Sampler, SamplerSpec, Shard, STREAM_AUGMENT};
 use crate::source::EncodedSource;
 use crate::{LoaderError, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
@@ -68,6 +68,11 @@ pub struct LoaderConfig {
     /// Where to start (resume).
     pub start: Position,
     pub allocator: Arc<dyn BatchAllocator>,
+    /// Data-parallel training: this rank's part of every step of the
+    /// global `batch_size` ([`Shard`]). Images are augmented as one process
+    /// would (keyed by their slot in the whole step), so the ranks' batches
+    /// together are the single-process batch.
+    pub shard: Shard,
 }
 
 impl Default for LoaderConfig {
@@ -86,6 +91,7 @@ impl Default for LoaderConfig {
             epochs: None,
             start: Position::default(),
             allocator: Arc::new(HeapAllocator),
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -108,6 +114,7 @@ impl LoaderConfig {
     with!(with_sampler, sampler, SamplerSpec);
     with!(with_on_corrupt, on_corrupt, OnCorrupt);
     with!(with_allocator, allocator, Arc<dyn BatchAllocator>);
+    with!(with_shard, shard, Shard);
     pub fn with_drop_last(mut self, v: bool) -> Self {
         self.drop_last = Some(v);
         self
@@ -236,7 +243,9 @@ unsafe impl Sync for InFlight {}
 
 struct Job {
     batch: Arc<InFlight>,
+    /// The slot in this loader's batch, and in the whole (unsharded) step.
     slot: usize,
+    step_slot: usize,
     index: usize,
 }
 
@@ -306,7 +315,7 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
         }
     };
     let t = Instant::now();
-    let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, b.position.epoch, b.position.step, job.slot as u64]);
+    let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, b.position.epoch, b.position.step, job.step_slot as u64]);
     for k in 0..sh.views {
         let off = (k * b.slots + job.slot) * sh.sample_bytes;
         assert!(off + sh.sample_bytes <= b.len);
@@ -367,6 +376,7 @@ fn worker(sh: Arc<Shared>, jobs: Receiver<Job>, done: Sender<Done>, shutdown: Re
 struct Dispatch {
     sh: Arc<Shared>,
     sampler: Sampler,
+    shard: Shard,
     start: Position,
     epochs: Option<u64>,
     pool_size: usize,
@@ -403,7 +413,7 @@ impl Dispatch {
                 pos = Position { epoch: pos.epoch + 1, step: 0 };
                 continue;
             }
-            let idx = p.step_indices(pos.step as usize);
+            let idx = p.shard_slots(pos.step as usize, self.shard);
             let mut storage = match self.pool_rx.try_recv() {
                 Ok(s) => s,
                 Err(_) if allocated < self.pool_size => {
@@ -437,8 +447,16 @@ impl Dispatch {
                 skipped: AtomicUsize::new(0),
             });
             add_since(&self.sh.counters.dispatch_ns, t);
-            for (slot, &index) in idx.iter().enumerate() {
-                let job = Job { batch: fl.clone(), slot, index };
+            if slots == 0 {
+                // A short last step can leave a rank nothing: an empty batch.
+                self.sh.counters.batches.fetch_add(1, Ordering::Relaxed);
+                select! {
+                    send(self.done, Ok(fl.clone())) -> r => if r.is_err() { return Ok(()) },
+                    recv(self.shutdown) -> _ => return Ok(()),
+                }
+            }
+            for (slot, &(step_slot, index)) in idx.iter().enumerate() {
+                let job = Job { batch: fl.clone(), slot, step_slot, index };
                 select! {
                     send(self.jobs, job) -> r => if r.is_err() { return Ok(()) },
                     recv(self.shutdown) -> _ => return Ok(()),
@@ -486,6 +504,7 @@ fn check_config(cfg: &mut LoaderConfig, source: &dyn EncodedSource) -> Result<()
     if source.is_empty() {
         return Err(LoaderError::Config("the source has no rows".into()));
     }
+    Shard::try_new(cfg.shard.rank, cfg.shard.world)?;
     Ok(())
 }
 
@@ -532,6 +551,7 @@ fn spawn_threads(sh: &Arc<Shared>, sampler: Sampler, cfg: &LoaderConfig, batch_b
     let d = Dispatch {
         sh: sh.clone(),
         sampler,
+        shard: cfg.shard,
         start: cfg.start,
         epochs: cfg.epochs,
         pool_size: cfg.pool_size,
@@ -569,7 +589,7 @@ impl Loader {
         }
         let (channels, out_size) = output_shape(source.as_ref(), &pipeline, &cfg)?;
         let sample_bytes = channels as usize * out_size.0 as usize * out_size.1 as usize;
-        let batch_bytes = cfg.views * cfg.sampler.slots(cfg.batch_size) * sample_bytes;
+        let batch_bytes = cfg.views * cfg.sampler.slots(cfg.shard.max_len(cfg.batch_size)) * sample_bytes;
         let sh = Arc::new(Shared {
             source,
             pipeline,

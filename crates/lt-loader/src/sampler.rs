@@ -110,6 +110,40 @@ impl ClassWeighted {
     }
 }
 
+/// One rank's part of every step under data-parallel training: a step's
+/// slots are split into `world` contiguous runs that differ in length by at
+/// most one, and rank `rank` takes run `rank` (for a paired sampler, the same
+/// run of both streams). With a global batch of `world · B` every rank takes
+/// exactly B slots of each stream, `[rank·B, (rank+1)·B)`; the union over
+/// the ranks is the single-process batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole step (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    pub fn try_new(rank: usize, world: usize) -> Result<Shard> {
+        if world == 0 || rank >= world {
+            return Err(LoaderError::Config(format!("shard rank {rank} of world size {world}: the rank must be below the world size")));
+        }
+        Ok(Shard { rank, world })
+    }
+
+    /// This rank's run of `0..n`.
+    pub fn range(&self, n: usize) -> std::ops::Range<usize> {
+        (self.rank * n / self.world)..((self.rank + 1) * n / self.world)
+    }
+
+    /// The most slots of one stream a rank holds for a global batch of `b`.
+    pub fn max_len(&self, b: usize) -> usize {
+        b.div_ceil(self.world)
+    }
+}
+
 /// The per-epoch plan: the indices of every step of one epoch.
 #[derive(Clone, Debug)]
 pub struct EpochPlan {
@@ -130,6 +164,23 @@ impl EpochPlan {
         let mut v = self.primary[lo..hi].to_vec();
         if let Some(s) = &self.secondary {
             v.extend_from_slice(&s[lo..hi]);
+        }
+        v
+    }
+
+    /// `shard`'s part of `step` as (slot in the whole step, index) pairs, in
+    /// the rank's slot order: its run of the primary stream, then the same
+    /// run of the secondary stream (whose whole-step slots follow the whole
+    /// primary part). The whole-step slot keys each image's augmentation, so
+    /// a rank's images are those one process would make.
+    pub fn shard_slots(&self, step: usize, shard: Shard) -> Vec<(usize, usize)> {
+        let b = self.batch_size;
+        let lo = step * b;
+        let n = ((step + 1) * b).min(self.primary.len()) - lo;
+        let r = shard.range(n);
+        let mut v: Vec<(usize, usize)> = r.clone().map(|j| (j, self.primary[lo + j])).collect();
+        if let Some(s) = &self.secondary {
+            v.extend(r.map(|j| (n + j, s[lo + j])));
         }
         v
     }
@@ -256,7 +307,48 @@ mod tests {
         assert!(SamplerSpec::parse("paired:x").is_err());
     }
 
+    #[test]
+    fn shards_split_each_stream_into_contiguous_runs() {
+        let labels = long_tail_labels(&[30, 10, 2]);
+        let s = Sampler::try_new(SamplerSpec::Paired { q: 1.0 }, &labels, 3, 8, false).unwrap();
+        let plan = s.epoch(1);
+        // A full step of 8 per stream over 2 ranks: slots [0, 4) and [4, 8)
+        // of each stream; secondary slots follow the whole primary part.
+        let r0 = plan.shard_slots(0, Shard::try_new(0, 2).unwrap());
+        let r1 = plan.shard_slots(0, Shard::try_new(1, 2).unwrap());
+        assert_eq!(r0.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1, 2, 3, 8, 9, 10, 11]);
+        assert_eq!(r1.iter().map(|p| p.0).collect::<Vec<_>>(), [4, 5, 6, 7, 12, 13, 14, 15]);
+        let whole = plan.step_indices(0);
+        for (slot, idx) in r0.iter().chain(&r1) {
+            assert_eq!(whole[*slot], *idx);
+        }
+        // The last step holds 42 - 5·8 = 2 per stream: over 3 ranks, runs of 0, 1, 1.
+        let last: Vec<_> = (0..3).map(|r| plan.shard_slots(5, Shard::try_new(r, 3).unwrap())).collect();
+        assert_eq!(last.iter().map(Vec::len).collect::<Vec<_>>(), [0, 2, 2]);
+        assert_eq!(last[2].iter().map(|p| p.0).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(plan.shard_slots(2, Shard::WHOLE).iter().map(|p| p.1).collect::<Vec<_>>(), plan.step_indices(2));
+        assert!(Shard::try_new(2, 2).is_err() && Shard::try_new(0, 0).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn shards_partition_every_step(n in 1usize..300, b in 1usize..40, world in 1usize..6, paired in any::<bool>(), seed in any::<u64>()) {
+            let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+            let spec = if paired { SamplerSpec::Paired { q: 0.5 } } else { SamplerSpec::Instance };
+            let s = Sampler::try_new(spec, &labels, seed, b, false).unwrap();
+            let plan = s.epoch(0);
+            for step in 0..plan.steps {
+                let whole = plan.step_indices(step);
+                let mut got: Vec<(usize, usize)> = (0..world).flat_map(|r| plan.shard_slots(step, Shard { rank: r, world })).collect();
+                let lens: Vec<usize> = (0..world).map(|r| plan.shard_slots(step, Shard { rank: r, world }).len()).collect();
+                let spread = lens.iter().max().unwrap() - lens.iter().min().unwrap();
+                let limit = if paired { 2 } else { 1 };
+                prop_assert!(spread <= limit);
+                got.sort_unstable();
+                prop_assert_eq!(got, whole.iter().copied().enumerate().collect::<Vec<_>>());
+            }
+        }
+
         #[test]
         fn instance_visits_every_index_once(n in 0usize..2000, seed in any::<u64>(), epoch in 0u64..100) {
             let mut v = instance_epoch(seed, epoch, n);

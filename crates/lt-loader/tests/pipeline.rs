@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use lt_loader::batch::{BatchAllocator, BatchStorage, HeapAllocator, Position};
 use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
-use lt_loader::sampler::SamplerSpec;
+use lt_loader::sampler::{SamplerSpec, Shard};
 use lt_loader::source::EncodedSource;
 use lt_loader::LoaderError;
 use lt_vision::augment::{CifarSpec, ImageNetSpec, Pipeline};
@@ -284,4 +284,45 @@ fn bad_configurations_are_rejected() {
     assert!(e.to_string().contains("no full batch"), "{e}");
     let c = cfg(1).with_sampler(SamplerSpec::Instance).with_image_size(64, 64);
     assert!(Loader::try_new(src, Pipeline::Cifar(CifarSpec { size: None, ..Default::default() }), c).unwrap().next().unwrap().is_err());
+}
+
+/// Data-parallel sharding: the ranks' batches are the single-process batch,
+/// slot by slot and byte for byte (augmentations keyed by the whole step's
+/// slot), for full steps, a short last step and a rank left with nothing.
+#[test]
+fn shards_together_are_the_single_process_batch() {
+    let src: Arc<dyn EncodedSource> = Arc::new(memory_source(61, 16, 16));
+    for (sampler, views) in [(SamplerSpec::Paired { q: 1.0 }, 2), (SamplerSpec::Instance, 1), (SamplerSpec::Sequential, 1)] {
+        let base = cfg(2).with_sampler(sampler).with_views(views).with_drop_last(false);
+        let whole = run(src.clone(), small_imagenet(), base.clone());
+        // 61 rows in steps of 8: the last step holds 5 per stream.
+        assert_eq!(whole.len(), 2 * 8);
+        for world in [2, 3, 6] {
+            let ranks: Vec<Vec<Snap>> =
+                (0..world).map(|r| run(src.clone(), small_imagenet(), base.clone().with_shard(Shard::try_new(r, world).unwrap()))).collect();
+            for (t, w) in whole.iter().enumerate() {
+                let streams = if sampler == (SamplerSpec::Paired { q: 1.0 }) { 2 } else { 1 };
+                let n = w.labels.len() / streams;
+                let sample = w.data.len() / views / w.labels.len();
+                for (r, snaps) in ranks.iter().enumerate() {
+                    let s = &snaps[t];
+                    assert_eq!(s.pos, w.pos);
+                    let run = Shard { rank: r, world }.range(n);
+                    let slots: Vec<usize> = (0..streams).flat_map(|k| run.clone().map(move |j| k * n + j)).collect();
+                    assert_eq!(s.labels.len(), slots.len(), "{sampler:?} world {world} rank {r} step {t}");
+                    for (local, &g) in slots.iter().enumerate() {
+                        assert_eq!((s.labels[local], s.indices[local]), (w.labels[g], w.indices[g]));
+                        for v in 0..views {
+                            let mine = &s.data[(v * slots.len() + local) * sample..][..sample];
+                            let theirs = &w.data[(v * w.labels.len() + g) * sample..][..sample];
+                            assert!(mine == theirs, "{sampler:?} world {world} rank {r} step {t} slot {g} view {v}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // 6 ranks over a last step of 5 per stream: rank 0 gets an empty batch.
+    let empty = run(src, small_imagenet(), cfg(1).with_drop_last(false).with_shard(Shard::try_new(0, 6).unwrap()));
+    assert!(empty[7].labels.is_empty() && empty[7].data.is_empty());
 }

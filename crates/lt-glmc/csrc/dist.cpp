@@ -1,7 +1,9 @@
 // lt-glmc's C++ shim over c10d, PyTorch's distributed engine (the one DDP
 // and torch.distributed use): a Gloo process group over a TCPStore or a
-// FileStore, and the collectives lt-glmc needs on tch tensors (src/dist.rs).
-// Nothing here is a home-made collective: every call is c10d's own.
+// FileStore, the collectives lt-glmc needs on tch tensors, c10d's
+// broadcast_coalesced, and DDP's gradient synchronisation, c10d::Reducer
+// (src/dist.rs). Nothing here is a home-made collective or bucketing: every
+// call is c10d's own.
 //
 // Compiled by build.rs with the `cc` crate against the headers of the
 // libtorch torch-sys links, with -DUSE_C10D_GLOO and gloo's headers (Debian's
@@ -25,10 +27,14 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/exception.h>
+#include <torch/csrc/distributed/c10d/logger.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <ATen/ATen.h>
 
@@ -39,8 +45,11 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #ifndef USE_C10D_GLOO
@@ -53,10 +62,23 @@ constexpr int LT_DIST_OK = 0;
 constexpr int LT_DIST_ERROR = 1;
 constexpr int LT_DIST_TIMEOUT = 2;
 
+// `pg` is the Gloo backend the collectives below call; `group` is the
+// c10d::ProcessGroup that dispatches to it (what torch.distributed's
+// ProcessGroup object is, and what c10d::Reducer and broadcast_coalesced
+// take). Both share one backend, so one set_timeout applies to both.
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
   std::chrono::milliseconds timeout;
+};
+
+// DDP's gradient synchronisation: c10d's Reducer and the Logger DDP
+// attaches to it (the Reducer logs through it: its errors, and a set of
+// unused parameters that changes between iterations).
+struct GradReducer {
+  std::shared_ptr<c10d::Reducer> reducer;
+  std::shared_ptr<c10d::Logger> logger;
 };
 
 using lt_glmc::write_error;
@@ -131,7 +153,11 @@ Group* make_group(c10::intrusive_ptr<c10d::Store> store, int rank, int world, st
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   opts->devices = gloo_devices(ifnames, hostname);
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
-  return new Group{std::move(store), std::move(pg), timeout};
+  // As torch.distributed.init_process_group(backend="gloo") builds it.
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+  group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, pg);
+  return new Group{std::move(store), std::move(pg), std::move(group), timeout};
 }
 
 void check_group(const Group* g) {
@@ -147,6 +173,16 @@ at::Tensor& tensor_ref(at::Tensor* t) {
 // same timeout to each transfer; whichever fires first reports it).
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group* g) {
   work->wait(g->timeout);
+}
+
+std::vector<at::Tensor> tensor_list(at::Tensor** ts, std::size_t n) {
+  TORCH_CHECK(ts != nullptr || n == 0, "null tensor list");
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(tensor_ref(ts[i]));
+  }
+  return out;
 }
 
 }  // namespace
@@ -266,6 +302,169 @@ int lt_dist_all_gather(void* group, at::Tensor* tensor, at::Tensor** out, char* 
     opts.timeout = g->timeout;
     wait(g->pg->allgather(outputs, inputs, opts), g);
     *out = new at::Tensor(at::stack(outputs[0]));
+  });
+}
+
+// In place: every rank's `tensors` become root's, with c10d's
+// broadcast_coalesced (what DDP's _sync_module_states runs): the tensors
+// flattened into buckets of at most `buffer_bytes` (one dtype each), one
+// broadcast per bucket, at most two in flight, then copied back. Gloo
+// bounds each transfer by the group's timeout. The tensors are detached
+// views of the caller's, so parameters that require grad are written too.
+int lt_dist_broadcast_coalesced(void* group, at::Tensor** tensors, std::size_t n, std::size_t buffer_bytes, int root,
+                                char* err, std::size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto* g = static_cast<Group*>(group);
+    check_group(g);
+    TORCH_CHECK(n > 0, "no tensors to broadcast");
+    std::vector<at::Tensor> ts;
+    ts.reserve(n);
+    for (auto& t : tensor_list(tensors, n)) {
+      ts.push_back(t.detach());
+    }
+    c10d::broadcast_coalesced(g->group, ts, buffer_bytes, root);
+  });
+}
+
+// A c10d::Reducer over `params` (leaf tensors that require grad, in the same
+// order on every rank), set up as DistributedDataParallel's constructor
+// sets it up (torch/nn/parallel/distributed.py, _ddp_init_helper):
+// - verify_params_across_processes: every rank has as many parameters, of
+//   the same sizes and strides, as rank 0 (else an error, not a hang or a
+//   crash in a later collective);
+// - buckets from compute_bucket_assignment_by_size over the parameters in
+//   their order, the list reversed (the last parameters' gradients are
+//   ready first). Without find_unused, DDP's first iteration reduces one
+//   bucket of everything and Reducer::rebuild_buckets (called before each
+//   prepare_for_backward, as DDP's forward does) rebuilds them once, after
+//   the first backward, from the order in which gradients became ready,
+//   capped at [first_bucket_bytes, bucket_bytes]; with find_unused the
+//   buckets are [first_bucket_bytes, bucket_bytes, bucket_bytes, ...] from
+//   the start and never rebuilt (DDP's rule);
+// - gradient_as_bucket_view off, no comm hook: each gradient is copied into
+//   its bucket multiplied by 1/world, the bucket is SUM-all-reduced, and the
+//   result copied back into .grad (DDP's default);
+// - parameter names "parameter <i>" (what TORCH_DISTRIBUTED_DEBUG reports).
+int lt_dist_reducer_new(void* group, at::Tensor** params, std::size_t n, std::int64_t bucket_bytes,
+                        std::int64_t first_bucket_bytes, bool find_unused, void** out, char* err,
+                        std::size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto* g = static_cast<Group*>(group);
+    check_group(g);
+    TORCH_CHECK(out != nullptr, "null argument");
+    TORCH_CHECK(n > 0, "no parameters");
+    TORCH_CHECK(bucket_bytes >= 0 && first_bucket_bytes >= 0, "negative bucket cap");
+    std::vector<at::Tensor> ps = tensor_list(params, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      TORCH_CHECK(ps[i].is_leaf() && ps[i].requires_grad(), "parameter ", i,
+                  " is not a leaf tensor that requires grad");
+      TORCH_CHECK(!ps[i].is_sparse(), "parameter ", i, " is sparse");
+    }
+    c10d::verify_params_across_processes(g->group, ps, std::nullopt);
+    std::vector<std::size_t> limits;
+    if (find_unused) {
+      limits = {static_cast<std::size_t>(first_bucket_bytes), static_cast<std::size_t>(bucket_bytes)};
+    } else {
+      limits = {std::numeric_limits<std::size_t>::max()};
+    }
+    std::vector<bool> sparse(n, false);
+    auto assignment = c10d::compute_bucket_assignment_by_size(ps, limits, sparse);
+    std::vector<std::vector<std::size_t>> buckets = std::get<0>(assignment);
+    std::reverse(buckets.begin(), buckets.end());
+    std::unordered_map<std::size_t, std::string> names;
+    for (std::size_t i = 0; i < n; ++i) {
+      names[i] = "parameter " + std::to_string(i);
+    }
+    auto reducer = std::make_shared<c10d::Reducer>(std::move(ps), std::move(buckets), g->group, std::move(sparse),
+                                                   bucket_bytes, find_unused,
+                                                   /*gradient_as_bucket_view=*/false, std::move(names),
+                                                   first_bucket_bytes,
+                                                   /*skip_all_reduce_unused_params=*/false,
+                                                   /*use_python_reducer=*/false,
+                                                   /*bucket_bytes_cap_list=*/std::vector<std::int64_t>{});
+    auto logger = std::make_shared<c10d::Logger>(reducer);
+    reducer->set_logger(logger);
+    *out = new GradReducer{std::move(reducer), std::move(logger)};
+  });
+}
+
+void lt_dist_reducer_free(void* reducer) noexcept {
+  auto* r = static_cast<GradReducer*>(reducer);
+  if (r == nullptr) {
+    return;
+  }
+  // The Logger holds the Reducer; the Reducer's destructor removes its
+  // autograd hooks from the parameters' gradient accumulators.
+  try {
+    r->logger.reset();
+  } catch (...) {
+  }
+  try {
+    r->reducer.reset();
+  } catch (...) {
+  }
+  try {
+    delete r;
+  } catch (...) {
+  }
+}
+
+// The number of elements of each bucket, in the order they are reduced:
+// writes min(count, cap) of them to `out` and the count to `*count`.
+int lt_dist_reducer_bucket_sizes(void* reducer, std::int64_t* out, std::size_t cap, std::size_t* count, char* err,
+                                 std::size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<GradReducer*>(reducer);
+    TORCH_CHECK(r != nullptr && r->reducer && count != nullptr, "null argument");
+    auto buckets = r->reducer->get_grad_buckets(/*return_zero_tensors=*/false);
+    *count = buckets.size();
+    for (std::size_t i = 0; i < buckets.size() && i < cap; ++i) {
+      out[i] = buckets[i].getBuffer().numel();
+    }
+  });
+}
+
+// What DistributedDataParallel does between a forward and its backward:
+// Reducer::prepare_for_forward (iteration count, timers),
+// Reducer::rebuild_buckets (DDP calls it before each forward; it is a no-op
+// except once, after the first backward without find_unused, when it
+// broadcasts rank 0's bucket order), then prepare_for_backward(outputs),
+// which arms the autograd hooks and, with find_unused, marks the
+// parameters the outputs' graph does not reach.
+int lt_dist_reducer_prepare(void* reducer, at::Tensor** outputs, std::size_t n, char* err, std::size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<GradReducer*>(reducer);
+    TORCH_CHECK(r != nullptr && r->reducer, "null reducer");
+    std::vector<at::Tensor> outs = tensor_list(outputs, n);
+    r->reducer->prepare_for_forward();
+    r->reducer->rebuild_buckets();
+    r->reducer->prepare_for_backward(outs);
+  });
+}
+
+// loss.backward(), as tch's at_backward runs it (no retained graph), after
+// lt_dist_reducer_prepare: the Reducer's hooks copy each gradient into its
+// bucket as it is accumulated and launch the bucket's all-reduce as soon as
+// the bucket is full, while the backward goes on; the engine's final
+// callback waits for them and writes the averages into .grad. A failed
+// all-reduce (a dead peer, a timeout) is rethrown here. Then
+// Reducer::check_finalized: a backward that left a bucket unreduced (a
+// parameter that got no gradient, without find_unused) is an error now,
+// before the optimizer steps on unsynchronised gradients (DDP itself only
+// notices at the next iteration).
+int lt_dist_reducer_backward(void* reducer, at::Tensor* loss, char* err, std::size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<GradReducer*>(reducer);
+    TORCH_CHECK(r != nullptr && r->reducer, "null reducer");
+    tensor_ref(loss).backward();
+    try {
+      r->reducer->check_finalized();
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false,
+                  "the backward did not reduce every gradient, so they differ across ranks (a parameter got no "
+                  "gradient: make the reducer with find_unused). c10d: ",
+                  e.what_without_backtrace());
+    }
   });
 }
 

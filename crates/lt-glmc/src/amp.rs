@@ -16,7 +16,10 @@
 //!   `_amp_foreach_non_finite_check_and_unscale_`), skip the optimizer step
 //!   on overflow and multiply `scale` by the backoff factor (0.5); after
 //!   `growth_interval` (2000) good steps in a row multiply it by the growth
-//!   factor (2). Its state is serde, so checkpoints can carry it.
+//!   factor (2). Its state is serde, so checkpoints can carry it. Under
+//!   data parallelism the scaled backward runs through the gradient reducer
+//!   ([`LossScaler::step_with`]), so the gradients it unscales and checks
+//!   are the world's average and every rank skips, or steps, alike.
 //! - **TF32 and cuDNN autotuning**: tch has no TF32 switch and cannot read
 //!   the cuDNN benchmark flag back. [`set_tf32`], [`tf32_flags`],
 //!   [`set_cudnn_benchmark`] and [`cudnn_benchmark`] go through a small C++
@@ -529,8 +532,23 @@ impl LossScaler {
     /// gradient is finite; then update the scale. `params` are the
     /// optimizer's parameters (e.g. `vs.trainable_variables()`).
     pub fn step(&mut self, opt: &mut Sgd, params: &[Tensor], loss: &Tensor) -> Result<ScaleOutcome> {
+        self.step_with(opt, params, loss, |scaled| Ok(scaled.f_backward()?))
+    }
+
+    /// [`LossScaler::step`] with the backward of the scaled loss done by
+    /// `backward` (given `loss · scale`): data-parallel training runs it
+    /// through its gradient reducer ([`crate::dist::DataParallel::backward`]),
+    /// so that the gradients unscaled and checked for inf/NaN are the
+    /// world's average, the same on every rank.
+    pub fn step_with(
+        &mut self,
+        opt: &mut Sgd,
+        params: &[Tensor],
+        loss: &Tensor,
+        backward: impl FnOnce(&Tensor) -> Result<()>,
+    ) -> Result<ScaleOutcome> {
         opt.zero_grad()?;
-        self.scale_loss(loss)?.f_backward()?;
+        backward(&self.scale_loss(loss)?)?;
         let found_inf = self.unscale(params)?;
         if !found_inf {
             opt.step()?;

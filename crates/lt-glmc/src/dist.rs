@@ -1,7 +1,8 @@
-//! Process groups and collectives on tch tensors, over c10d — PyTorch's
-//! distributed engine, the one torch.distributed and DDP use. The C++ side
-//! (csrc/dist.cpp) only creates c10d's own objects and calls them; nothing
-//! here is a home-made all-reduce or rendezvous.
+//! Process groups, collectives and data-parallel gradient synchronisation
+//! on tch tensors, over c10d — PyTorch's distributed engine, the one
+//! torch.distributed and DDP use. The C++ side (csrc/dist.cpp) only creates
+//! c10d's own objects and calls them; nothing here is a home-made
+//! all-reduce, bucketing or rendezvous.
 //!
 //! - [`ProcessGroup::from_env`] joins the group torchrun describes (RANK,
 //!   LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): rank 0 hosts the
@@ -16,11 +17,25 @@
 //!   [`ProcessGroup::all_gather`], each bounded by the group's timeout: a
 //!   rank that never joins a collective, or dies, makes the others fail with
 //!   [`GlmcError::DistTimeout`] or [`GlmcError::Dist`] instead of hanging.
+//! - [`ProcessGroup::broadcast_coalesced`]: c10d's bucketed broadcast of
+//!   many tensors at once (rank 0's parameters and buffers to every rank).
+//! - [`GradReducer`]: DDP's gradient synchronisation, `c10d::Reducer`
+//!   itself, set up and driven as `DistributedDataParallel` does (buckets
+//!   from `compute_bucket_assignment_by_size`, 25 MiB by default; each
+//!   bucket all-reduced, averaged over the world, as soon as its gradients
+//!   are ready during the backward; `find_unused` for parameters a step
+//!   does not use). [`DataParallel`] holds it with the group, for
+//!   [`crate::step::Updater::with_data_parallel`]. Its all-reduces run on
+//!   the group's backend with the group's timeout: a peer that dies or
+//!   stalls makes the backward fail with [`GlmcError::Dist`] or
+//!   [`GlmcError::DistTimeout`], not hang.
 //!
 //! The backend is Gloo ([`Backend::Gloo`]), which works on CPU tensors;
 //! NCCL for CUDA tensors is to come. As in torch.distributed, every rank
 //! must call the same collectives in the same order with tensors of the
-//! same shape and kind. After a collective fails the group is unusable
+//! same shape and kind (a data-parallel step is one such call on every
+//! rank). After a collective, or a backward's gradient all-reduce through
+//! [`DataParallel`], fails the group is unusable
 //! (a peer is gone or out of step): every later call returns an error, and
 //! the process should drop the group and exit (torchrun then restarts it).
 //!
@@ -41,6 +56,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use tch::{Device, Tensor};
@@ -280,6 +296,49 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+    fn lt_dist_broadcast_coalesced(
+        group: *mut c_void,
+        tensors: *const *mut torch_sys::C_tensor,
+        n: usize,
+        buffer_bytes: usize,
+        root: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_reducer_new(
+        group: *mut c_void,
+        params: *const *mut torch_sys::C_tensor,
+        n: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        find_unused: bool,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_reducer_free(reducer: *mut c_void);
+    fn lt_dist_reducer_prepare(
+        reducer: *mut c_void,
+        outputs: *const *mut torch_sys::C_tensor,
+        n: usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_reducer_backward(reducer: *mut c_void, loss: *mut torch_sys::C_tensor, err: *mut c_char, err_len: usize) -> c_int;
+    fn lt_dist_reducer_bucket_sizes(
+        reducer: *mut c_void,
+        out: *mut i64,
+        cap: usize,
+        count: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
+/// The shim's view of tensors it only reads or writes through (it copies
+/// each `at::Tensor`, i.e. takes a reference, before the call returns).
+fn raw_list<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Vec<*mut torch_sys::C_tensor> {
+    tensors.into_iter().map(|t| t.as_ptr() as *mut torch_sys::C_tensor).collect()
 }
 
 /// Runs one shim call with an error buffer and turns its code into an error.
@@ -499,14 +558,65 @@ impl ProcessGroup {
         Ok(unsafe { Tensor::from_ptr(out) })
     }
 
-    fn check_tensor(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
+    /// Every rank's `tensors` become `root`'s, in place, with c10d's own
+    /// `broadcast_coalesced` (what DDP runs to send rank 0's parameters and
+    /// buffers to every rank): flattened into buckets of one dtype and at
+    /// most [`BROADCAST_BUCKET_BYTES`], one broadcast per bucket. Any mix of
+    /// dtypes (f32 weights, i64 counters), shapes and strides; parameters
+    /// that require grad are written too. Every rank passes tensors of the
+    /// same shapes and dtypes in the same order; an empty list is a no-op.
+    pub fn broadcast_coalesced(&self, tensors: &[Tensor], root: usize) -> Result<()> {
+        const OP: &str = "broadcast_coalesced";
+        if root >= self.world_size {
+            return Err(GlmcError::Dist { op: OP, why: format!("root {root} is not below the world size {}", self.world_size) });
+        }
+        if tensors.is_empty() {
+            return Ok(());
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            self.check_device(OP, t).map_err(|e| match e {
+                GlmcError::Dist { op, why } => GlmcError::Dist { op, why: format!("tensor {i}: {why}") },
+                e => e,
+            })?;
+        }
+        let raw = raw_list(tensors);
+        // SAFETY: live at::Tensor*'s, borrowed for the call; the shim writes
+        // through detached views of them.
+        self.collective(OP, |g, err, len| unsafe {
+            lt_dist_broadcast_coalesced(g, raw.as_ptr(), raw.len(), BROADCAST_BUCKET_BYTES, root as c_int, err, len)
+        })
+    }
+
+    /// Defined and on a device the backend works on.
+    fn check_device(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
         if !tensor.defined() {
             return Err(GlmcError::Dist { op, why: "undefined tensor".into() });
         }
         match (self.backend, tensor.device()) {
-            (Backend::Gloo, Device::Cpu) => {}
-            (Backend::Gloo, d) => return Err(GlmcError::Dist { op, why: format!("Gloo works on CPU tensors, this one is on {d:?}") }),
+            (Backend::Gloo, Device::Cpu) => Ok(()),
+            (Backend::Gloo, d) => Err(GlmcError::Dist { op, why: format!("Gloo works on CPU tensors, this one is on {d:?}") }),
         }
+    }
+
+    /// Refuses to run anything after a failure (see [`ProcessGroup::collective`]).
+    fn check_usable(&self, op: &'static str) -> Result<()> {
+        match self.broken.borrow().as_ref() {
+            Some(first) => Err(GlmcError::Dist { op, why: format!("the group is unusable after an earlier failure ({first})") }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the group unusable: a collective the group's handle did not
+    /// run itself (the gradient reducer's) failed.
+    fn mark_broken(&self, e: &GlmcError) {
+        let mut b = self.broken.borrow_mut();
+        if b.is_none() {
+            *b = Some(e.to_string());
+        }
+    }
+
+    fn check_tensor(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
+        self.check_device(op, tensor)?;
         if !tensor.is_contiguous() {
             return Err(GlmcError::Dist { op, why: format!("the tensor (shape {:?}) is not contiguous", tensor.size()) });
         }
@@ -516,9 +626,7 @@ impl ProcessGroup {
     /// Runs a collective unless an earlier one failed; a failure marks the
     /// group broken.
     fn collective(&self, op: &'static str, f: impl FnOnce(*mut c_void, *mut c_char, usize) -> c_int) -> Result<()> {
-        if let Some(first) = self.broken.borrow().as_ref() {
-            return Err(GlmcError::Dist { op, why: format!("the group is unusable after an earlier failure ({first})") });
-        }
+        self.check_usable(op)?;
         let raw = self.raw;
         let result = call(op, self.timeout, |err, len| f(raw, err, len));
         if let Err(e) = &result {
@@ -532,6 +640,288 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: `raw` came from the shim and is freed once.
         unsafe { lt_dist_free(self.raw) }
+    }
+}
+
+/// DDP's default bucket cap, `bucket_cap_mb=25`.
+pub const DEFAULT_BUCKET_CAP_MIB: usize = 25;
+
+/// DDP's cap of the bucket reduced first (`dist._DEFAULT_FIRST_BUCKET_BYTES`,
+/// c10d's `kDefaultFirstBucketBytes`): the gradients ready first do not wait
+/// for a full 25 MiB bucket.
+pub const FIRST_BUCKET_BYTES: usize = 1024 * 1024;
+
+/// The bucket size of [`ProcessGroup::broadcast_coalesced`] (DDP's
+/// `broadcast_bucket_size`, 250 MiB).
+pub const BROADCAST_BUCKET_BYTES: usize = 250 * 1024 * 1024;
+
+/// DDP's gradient synchronisation: a `c10d::Reducer` (the C++ engine under
+/// `torch.nn.parallel.DistributedDataParallel`) over a model's parameters,
+/// driven the way DDP drives it.
+///
+/// - [`GradReducer::new`] does what DDP's constructor does: checks that
+///   every rank has the same parameter shapes (`verify_params_across_processes`),
+///   buckets the parameters with `compute_bucket_assignment_by_size`, in the
+///   reverse of their order (the last parameters' gradients are ready
+///   first), and registers the Reducer's hooks on their gradient
+///   accumulators. Without `find_unused` the first backward reduces one
+///   bucket of everything and the buckets are then rebuilt once, from the
+///   order in which the gradients became ready (rank 0's, broadcast), capped
+///   at [`FIRST_BUCKET_BYTES`] for the first and `bucket_cap_mib` for the
+///   others; with `find_unused` they are cut by those caps from the start and
+///   kept (DDP's rules). `bucket_cap_mib` 0 makes every gradient its own
+///   bucket.
+/// - [`GradReducer::prepare_for_backward`] is what DDP's forward does after
+///   the module's forward (`prepare_for_backward` on the outputs, and
+///   `rebuild_buckets`); with `find_unused` it walks the outputs' autograd
+///   graph and marks the parameters it does not reach.
+/// - During [`GradReducer::backward`], each gradient is copied into its
+///   bucket divided by the world size as autograd accumulates it, and each
+///   full bucket is SUM-all-reduced at once, overlapping the rest of the
+///   backward; at its end the averages are written into `.grad`. A parameter
+///   no rank used keeps its gradient as it was (undefined stays undefined,
+///   so SGD skips it); one used on some ranks only gets their average (the
+///   others count as zero).
+///
+/// Every rank passes the same parameters (same shapes, in the same order,
+/// e.g. [`crate::optim::Sgd::params`], which sorts them by name), after the
+/// model is on its device and in its memory format (replacing a
+/// parameter's data with another dtype or device detaches the hooks). The
+/// collectives are the group's: Gloo, CPU tensors, bounded by the group's
+/// timeout, so a dead or stalled peer makes [`GradReducer::backward`] fail
+/// with [`GlmcError::Dist`] or [`GlmcError::DistTimeout`]; after any failure
+/// the reducer refuses further calls. Dropping it removes its hooks.
+pub struct GradReducer {
+    raw: *mut c_void,
+    params: usize,
+    bucket_cap_mib: usize,
+    find_unused: bool,
+    /// The group's timeout when the reducer was made (named by timeouts).
+    timeout: Duration,
+    /// Between prepare_for_backward and backward.
+    prepared: bool,
+    broken: Option<String>,
+}
+
+impl std::fmt::Debug for GradReducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GradReducer")
+            .field("params", &self.params)
+            .field("bucket_cap_mib", &self.bucket_cap_mib)
+            .field("find_unused", &self.find_unused)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl GradReducer {
+    /// A reducer over `params` (leaf tensors that require grad) averaging
+    /// their gradients over `pg`'s ranks. A collective: every rank calls it
+    /// with the same parameter shapes, else every rank gets an error naming
+    /// the mismatch. `bucket_cap_mib` caps a bucket
+    /// ([`DEFAULT_BUCKET_CAP_MIB`] is DDP's); `find_unused` is DDP's
+    /// `find_unused_parameters`, needed when some parameters get no gradient
+    /// (the cross-entropy method never uses `head_cb` nor the projection
+    /// head): without it such a backward is an error.
+    pub fn new(pg: &ProcessGroup, params: &[Tensor], bucket_cap_mib: usize, find_unused: bool) -> Result<Self> {
+        const OP: &str = "create gradient reducer";
+        let bad = |why: String| GlmcError::Dist { op: OP, why };
+        if params.is_empty() {
+            return Err(bad("no parameters".into()));
+        }
+        for (i, p) in params.iter().enumerate() {
+            if let Err(GlmcError::Dist { why, .. }) = pg.check_device(OP, p) {
+                return Err(bad(format!("parameter {i}: {why}")));
+            }
+            if !p.requires_grad() || !p.is_leaf() {
+                return Err(bad(format!("parameter {i} (shape {:?}) is not a leaf tensor that requires grad", p.size())));
+            }
+        }
+        let bytes = bucket_cap_mib
+            .checked_mul(1024 * 1024)
+            .filter(|&b| b <= i64::MAX as usize)
+            .ok_or_else(|| GlmcError::setting("bucket_cap_mib", format!("{bucket_cap_mib} MiB is too large")))?;
+        let first = bytes.min(FIRST_BUCKET_BYTES);
+        let raw_params = raw_list(params);
+        let mut raw: *mut c_void = ptr::null_mut();
+        // SAFETY: live at::Tensor*'s for the call (the Reducer keeps its own
+        // references); `raw` a live out-pointer.
+        pg.collective(OP, |g, err, len| unsafe {
+            lt_dist_reducer_new(g, raw_params.as_ptr(), raw_params.len(), bytes as i64, first as i64, find_unused, &mut raw, err, len)
+        })?;
+        if raw.is_null() {
+            return Err(bad("the shim returned no reducer".into()));
+        }
+        Ok(GradReducer { raw, params: params.len(), bucket_cap_mib, find_unused, timeout: pg.timeout(), prepared: false, broken: None })
+    }
+
+    /// How many parameters it reduces.
+    pub fn len(&self) -> usize {
+        self.params
+    }
+
+    /// Never: a reducer has at least one parameter.
+    pub fn is_empty(&self) -> bool {
+        self.params == 0
+    }
+
+    pub fn bucket_cap_mib(&self) -> usize {
+        self.bucket_cap_mib
+    }
+
+    pub fn find_unused(&self) -> bool {
+        self.find_unused
+    }
+
+    /// The number of gradient elements in each bucket, in the order the
+    /// buckets are reduced (see the type's docs for how they are cut).
+    pub fn bucket_sizes(&self) -> Result<Vec<usize>> {
+        let mut sizes = vec![0i64; self.params];
+        let mut count = 0usize;
+        let r = self.raw;
+        // SAFETY: a live reducer; `sizes` holds `params` elements, at least
+        // as many as there are buckets.
+        call("bucket_sizes", self.timeout, |err, len| unsafe {
+            lt_dist_reducer_bucket_sizes(r, sizes.as_mut_ptr(), sizes.len(), &mut count, err, len)
+        })?;
+        sizes.truncate(count);
+        Ok(sizes.into_iter().map(|n| n as usize).collect())
+    }
+
+    /// Arms the reducer for the next backward, from `outputs` (the loss, or
+    /// the tensors the backward starts from): DDP calls it after every
+    /// forward. With `find_unused`, the parameters the outputs' graph does
+    /// not reach are marked ready (their gradients are not waited for).
+    /// Once, on the second call without `find_unused`, the buckets are
+    /// rebuilt (a broadcast from rank 0).
+    pub fn prepare_for_backward(&mut self, outputs: &[&Tensor]) -> Result<()> {
+        const OP: &str = "prepare_for_backward";
+        self.check_usable(OP)?;
+        if let Some(i) = outputs.iter().position(|t| !t.defined()) {
+            return Err(GlmcError::Dist { op: OP, why: format!("output {i} is undefined") });
+        }
+        let raw_out = raw_list(outputs.iter().copied());
+        let r = self.raw;
+        // SAFETY: a live reducer and live at::Tensor*'s for the call.
+        let result = call(OP, self.timeout, |err, len| unsafe { lt_dist_reducer_prepare(r, raw_out.as_ptr(), raw_out.len(), err, len) });
+        self.settle(result)?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    /// Back-propagates `loss` (after [`GradReducer::prepare_for_backward`]),
+    /// the gradients all-reduced bucket by bucket as they become ready;
+    /// returns when every gradient is the average over the ranks. A
+    /// collective: every rank runs it.
+    pub fn backward(&mut self, loss: &Tensor) -> Result<()> {
+        const OP: &str = "backward (gradient all-reduce)";
+        self.check_usable(OP)?;
+        if !std::mem::take(&mut self.prepared) {
+            return Err(GlmcError::Dist { op: OP, why: "prepare_for_backward must come before each backward".into() });
+        }
+        if !loss.defined() {
+            return Err(GlmcError::Dist { op: OP, why: "undefined loss".into() });
+        }
+        let (r, l) = (self.raw, loss.as_ptr() as *mut torch_sys::C_tensor);
+        // SAFETY: a live reducer and a live at::Tensor* for the call.
+        let result = call(OP, self.timeout, |err, len| unsafe { lt_dist_reducer_backward(r, l, err, len) });
+        self.settle(result)
+    }
+
+    fn check_usable(&self, op: &'static str) -> Result<()> {
+        match &self.broken {
+            Some(first) => Err(GlmcError::Dist { op, why: format!("the gradient reducer is unusable after an earlier failure ({first})") }),
+            None => Ok(()),
+        }
+    }
+
+    /// A failure leaves the ranks out of step: refuse everything after it.
+    fn settle(&mut self, result: Result<()>) -> Result<()> {
+        if let Err(e) = &result {
+            self.broken.get_or_insert_with(|| e.to_string());
+            self.prepared = false;
+        }
+        result
+    }
+}
+
+impl Drop for GradReducer {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from the shim and is freed once.
+        unsafe { lt_dist_reducer_free(self.raw) }
+    }
+}
+
+/// Data-parallel training over a process group: the group (shared, as the
+/// trainer also gathers metrics through it) and the [`GradReducer`] of the
+/// model's parameters. [`crate::step::Updater::with_data_parallel`] runs
+/// every step's backward through it.
+///
+/// ```no_run
+/// use std::rc::Rc;
+/// use lt_glmc::dist::{DataParallel, ProcessGroup, DEFAULT_BUCKET_CAP_MIB};
+/// use lt_glmc::optim::{Sgd, SgdConfig};
+/// use lt_glmc::step::Updater;
+/// use lt_glmc::tch::{nn::VarStore, Device};
+/// # fn main() -> lt_glmc::Result<()> {
+/// let vs = VarStore::new(Device::Cpu);
+/// // ... build the model in `vs` ...
+/// let opt = Sgd::new(&vs, SgdConfig::default());
+/// let pg = Rc::new(ProcessGroup::from_env()?);
+/// let dp = DataParallel::new(pg, &opt.params(), DEFAULT_BUCKET_CAP_MIB, false)?;
+/// // Rank 0's weights and BatchNorm statistics everywhere (sorted by name,
+/// // so every rank lists them in the same order).
+/// let mut state: Vec<_> = vs.variables().into_iter().collect();
+/// state.sort_by(|a, b| a.0.cmp(&b.0));
+/// dp.sync_from_root(&state.into_iter().map(|(_, t)| t).collect::<Vec<_>>())?;
+/// let updater = Updater::new(opt.params(), None).with_data_parallel(dp);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DataParallel {
+    pg: Rc<ProcessGroup>,
+    reducer: GradReducer,
+}
+
+impl DataParallel {
+    /// A [`GradReducer`] over `params` on `pg` (see [`GradReducer::new`]).
+    pub fn new(pg: Rc<ProcessGroup>, params: &[Tensor], bucket_cap_mib: usize, find_unused: bool) -> Result<Self> {
+        let reducer = GradReducer::new(&pg, params, bucket_cap_mib, find_unused)?;
+        Ok(DataParallel { pg, reducer })
+    }
+
+    pub fn pg(&self) -> &ProcessGroup {
+        &self.pg
+    }
+
+    /// The group, to share.
+    pub fn pg_rc(&self) -> &Rc<ProcessGroup> {
+        &self.pg
+    }
+
+    pub fn reducer(&self) -> &GradReducer {
+        &self.reducer
+    }
+
+    /// Rank 0's `tensors` on every rank, in place
+    /// ([`ProcessGroup::broadcast_coalesced`] from rank 0): the parameters
+    /// and buffers (BatchNorm statistics) before training, as DDP's
+    /// constructor does. Every rank lists the same tensors in the same
+    /// order (e.g. the VarStore's variables sorted by name).
+    pub fn sync_from_root(&self, tensors: &[Tensor]) -> Result<()> {
+        self.pg.broadcast_coalesced(tensors, 0)
+    }
+
+    /// [`GradReducer::prepare_for_backward`] on `[loss]`, then
+    /// [`GradReducer::backward`]: afterwards every gradient is the world's
+    /// average. A failure also marks the group unusable.
+    pub fn backward(&mut self, loss: &Tensor) -> Result<()> {
+        self.pg.check_usable("backward (gradient all-reduce)")?;
+        let result = self.reducer.prepare_for_backward(&[loss]).and_then(|()| self.reducer.backward(loss));
+        if let Err(e) = &result {
+            self.pg.mark_broken(e);
+        }
+        result
     }
 }
 

@@ -33,8 +33,11 @@
 //!   the process (no page faults per CPU step);
 //! - [`dist`]: c10d process groups (Gloo; from torchrun's environment or a
 //!   file store) and timed collectives on tch tensors — broadcast,
-//!   all-reduce (sum, mean), barrier, all-gather — the base of
-//!   data-parallel training.
+//!   broadcast_coalesced, all-reduce (sum, mean), barrier, all-gather — and
+//!   data-parallel training on them: [`dist::GradReducer`], DDP's own
+//!   `c10d::Reducer` (bucketed gradient all-reduce overlapping the
+//!   backward), and [`dist::DataParallel`], which [`step::Updater`] runs
+//!   its backward through.
 //!
 //! GLMC: Du et al., "Global and Local Mixture Consistency Cumulative Learning
 //! for Long-tailed Visual Recognitions", CVPR 2023

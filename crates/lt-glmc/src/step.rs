@@ -16,12 +16,24 @@
 //!   → Step::after_update    (e.g. MaxNorm every iteration)
 //! ```
 //!
+//! Data-parallel ([`Updater::with_data_parallel`]): each rank runs the same
+//! step on its own share of the batch. [`Updater::apply`] then all-reduces
+//! the loss values (their mean over the ranks is what it checks and
+//! returns, so every rank takes the same non-finite decision) and runs the
+//! backward through the [`DataParallel`]'s gradient reducer (c10d's, as
+//! DDP), in full precision and under the fp16 loss scaler alike: the
+//! gradients SGD steps on are the world's average, so the ranks' parameters
+//! stay identical. BatchNorm normalises with each rank's own batch
+//! statistics and keeps each rank's own running statistics (DDP without
+//! SyncBatchNorm, and without re-broadcasting buffers every step).
+//!
 //! lt-train's epoch loop (and lt-bench's stepper) run the epochs around it.
 
 use lt_core::rng::Rng;
 use tch::{Kind, Tensor};
 
 use crate::amp::{LossScaleState, LossScaler, PrecisionConfig};
+use crate::dist::DataParallel;
 use crate::error::{GlmcError, Result};
 use crate::loss::FinetuneLossFn;
 use crate::loss::{self, ClassStats, GlmcBatch, LossConfig, LossTerms, LossValues};
@@ -190,7 +202,8 @@ const MIN_LOSS_SCALE: f64 = 5.960_464_477_539_063e-8;
 /// What an applied (or skipped) step gives back.
 #[derive(Clone, Copy, Debug)]
 pub struct StepOutcome {
-    /// The loss terms before the update.
+    /// The loss terms before the update (data-parallel: their mean over the
+    /// ranks).
     pub values: LossValues,
     /// fp16 only: the gradients overflowed and the update was skipped.
     pub skipped: bool,
@@ -198,10 +211,12 @@ pub struct StepOutcome {
 }
 
 /// The update every method shares, around an [`Sgd`]: the parameters it
-/// updates and the dynamic loss scaler under fp16 autocast.
+/// updates, the dynamic loss scaler under fp16 autocast, and, for
+/// data-parallel training, the [`DataParallel`] that averages the gradients.
 pub struct Updater {
     params: Vec<Tensor>,
     scaler: Option<LossScaler>,
+    dp: Option<DataParallel>,
 }
 
 impl Updater {
@@ -209,7 +224,19 @@ impl Updater {
     /// `scaler` is [`PrecisionConfig::loss_scaler`] for a step that runs under
     /// fp16 autocast, `None` for one in full precision.
     pub fn new(params: Vec<Tensor>, scaler: Option<LossScaler>) -> Self {
-        Updater { params, scaler }
+        Updater { params, scaler, dp: None }
+    }
+
+    /// Data-parallel updates: every [`Updater::apply`] all-reduces the loss
+    /// values and averages the gradients over `dp`'s group (see the module
+    /// docs). `dp` reduces the optimizer's parameters.
+    pub fn with_data_parallel(mut self, dp: DataParallel) -> Self {
+        self.dp = Some(dp);
+        self
+    }
+
+    pub fn data_parallel(&self) -> Option<&DataParallel> {
+        self.dp.as_ref()
     }
 
     pub fn loss_scale(&self) -> Option<&LossScaler> {
@@ -231,6 +258,7 @@ impl Updater {
     /// 0-based epoch) names a non-finite loss. Under fp16, an overflow skips
     /// the update and backs the scale off (not an error) unless the scale
     /// has collapsed. Reads the loss back (synchronises with the device).
+    /// Data-parallel, it is a collective: every rank calls it once per step.
     pub fn apply(
         &mut self,
         opt: &mut Sgd,
@@ -241,10 +269,18 @@ impl Updater {
         at: (u64, usize),
     ) -> Result<StepOutcome> {
         let StepLoss { terms, mix } = step.loss(m, x, y, alpha)?;
-        let values = terms.values()?;
+        let mut values = terms.values()?;
+        if let Some(dp) = &self.dp {
+            values = world_mean(dp, values)?;
+        }
         let skipped = match &mut self.scaler {
             Some(sc) => {
-                let o = sc.step(opt, &self.params, &terms.total)?;
+                let o = match &mut self.dp {
+                    // The scaled loss's graph is the loss's: the reducer
+                    // finds the same unused parameters from it.
+                    Some(dp) => sc.step_with(opt, &self.params, &terms.total, |scaled| dp.backward(scaled))?,
+                    None => sc.step(opt, &self.params, &terms.total)?,
+                };
                 if o.skipped() && sc.scale() < MIN_LOSS_SCALE {
                     return Err(GlmcError::NonFiniteLoss { step: at.0, epoch: at.1, value: values.total });
                 }
@@ -255,7 +291,10 @@ impl Updater {
                     return Err(GlmcError::NonFiniteLoss { step: at.0, epoch: at.1, value: values.total });
                 }
                 opt.zero_grad()?;
-                terms.total.f_backward()?;
+                match &mut self.dp {
+                    Some(dp) => dp.backward(&terms.total)?,
+                    None => terms.total.f_backward()?,
+                }
                 opt.step()?;
                 false
             }
@@ -265,4 +304,13 @@ impl Updater {
         }
         Ok(StepOutcome { values, skipped, mix })
     }
+}
+
+/// The mean over the ranks of `[total, sup, rb, con]` (one f64 all-reduce;
+/// a term the method does not have stays `None`, on every rank alike).
+fn world_mean(dp: &DataParallel, v: LossValues) -> Result<LossValues> {
+    let mut t = Tensor::from_slice(&[v.total, v.sup, v.rb.unwrap_or(0.0), v.con.unwrap_or(0.0)]);
+    dp.pg().all_reduce_mean(&mut t)?;
+    let mean = Vec::<f64>::try_from(t)?;
+    Ok(LossValues { total: mean[0], sup: mean[1], rb: v.rb.map(|_| mean[2]), con: v.con.map(|_| mean[3]), alpha: v.alpha })
 }

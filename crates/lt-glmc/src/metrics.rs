@@ -50,6 +50,11 @@ impl EvalAccumulator {
         Ok(())
     }
 
+    /// An accumulator holding `counts` (e.g. merged across processes).
+    pub fn from_counts(counts: EvalCounts) -> Self {
+        EvalAccumulator { counts }
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> &EvalCounts {
         &self.counts

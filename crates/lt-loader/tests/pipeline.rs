@@ -298,8 +298,9 @@ fn shards_together_are_the_single_process_batch() {
         // 61 rows in steps of 8: the last step holds 5 per stream.
         assert_eq!(whole.len(), 2 * 8);
         for world in [2, 3, 6] {
-            let ranks: Vec<Vec<Snap>> =
-                (0..world).map(|r| run(src.clone(), small_imagenet(), base.clone().with_shard(Shard::try_new(r, world).unwrap()))).collect();
+            let ranks: Vec<Vec<Snap>> = (0..world)
+                .map(|r| run(src.clone(), small_imagenet(), base.clone().with_shard(Shard::try_new(r, world).unwrap())))
+                .collect();
             for (t, w) in whole.iter().enumerate() {
                 let streams = if sampler == (SamplerSpec::Paired { q: 1.0 }) { 2 } else { 1 };
                 let n = w.labels.len() / streams;

@@ -12,6 +12,7 @@ use std::path::Path;
 use lt_loader::batch::Position;
 use lt_loader::loader::{Loader, LoaderState};
 
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::recipe::Recipe;
 use crate::trace::Trace;
@@ -49,6 +50,9 @@ pub(crate) struct EpochLoop<'a> {
     pub alpha: &'a dyn Fn(usize) -> f64,
     /// What a checkpoint keeps besides weights, momentum and position.
     pub extra: &'a dyn Fn(Option<LossScaleState>) -> serde_json::Value,
+    /// The run's processes: only rank 0 writes metrics, events and
+    /// checkpoints; every rank waits for each checkpoint.
+    pub cluster: &'a Cluster,
 }
 
 /// Where the loop starts: the epoch, the global step, and inside the epoch
@@ -94,8 +98,10 @@ impl EpochLoop<'_> {
         let mut end = LoopEnd { epoch, step: global, records: Vec::new(), last_eval: None };
         let mut events: Option<EventWriter> = None;
         let every = self.recipe.log.scalars_every.max(1) as u64;
+        let root = self.cluster.is_root();
+        let world = self.cluster.world_size();
         while epoch < self.stop {
-            if events.is_none() && self.recipe.log.tensorboard {
+            if events.is_none() && self.recipe.log.tensorboard && root {
                 let mut w = EventWriter::create(self.out)?;
                 w.session_start(global as i64 + 1, wall_time())?;
                 events = Some(w);
@@ -117,7 +123,7 @@ impl EpochLoop<'_> {
                 if let Some(t) = trace.as_deref_mut() {
                     t.record((epoch, i), lr, (&x, &y), o.mix.as_ref(), &o.values)?;
                 }
-                let images = step.images(batch.slots());
+                let images = step.images(batch.slots()) * world; // about: a short last step splits unevenly
                 drop(batch); // the device copy and the step are done: recycle the buffer
                 if o.skipped {
                     acc.skipped();
@@ -146,7 +152,7 @@ impl EpochLoop<'_> {
                         loader: serde_json::to_value(LoaderState { seed: self.seed, position: pos }).unwrap_or_default(),
                         extra: ex,
                     };
-                    checkpoint::save(self.ckpt, &s.vs, &s.opt, &state)?;
+                    self.save(s, &state)?;
                 }
             }
             step.after_epoch(&s.net)?;
@@ -157,7 +163,7 @@ impl EpochLoop<'_> {
             let done = epoch + 1;
             let test = if done % self.recipe.eval.every == 0 || done == self.epochs || done == self.stop {
                 obs.evaluating();
-                let ev = evaluate(s, self.recipe, self.ds, self.device)?;
+                let ev = evaluate(s, self.recipe, self.ds, self.device, self.cluster)?;
                 let sum = ev.summary();
                 end.last_eval = Some(ev.headline().clone());
                 Some(sum)
@@ -167,14 +173,16 @@ impl EpochLoop<'_> {
             let reports = step.reports();
             let alpha = if reports.0 { alpha } else { 1.0 };
             let rec = acc.record(epoch, (lr, alpha), reports, self.batch_size, test, upd.loss_scale().map(|sc| sc.scale()));
-            append_metrics(self.out, &rec)?;
+            if root {
+                append_metrics(self.out, &rec)?;
+            }
             if let Some(w) = events.as_mut() {
                 w.epoch(global as i64, wall_time(), &rec)?;
                 w.flush()?;
             }
             let extra = (self.extra)(upd.loss_scale_state());
             let state = epoch_end_state(done, global, lr, step.rng_state().unwrap_or_default(), self.seed, extra);
-            checkpoint::save(self.ckpt, &s.vs, &s.opt, &state)?;
+            self.save(s, &state)?;
             obs.epoch_end(&rec);
             end.records.push(rec);
             epoch = done;
@@ -182,5 +190,14 @@ impl EpochLoop<'_> {
         end.epoch = epoch;
         end.step = global;
         Ok(end)
+    }
+
+    /// Rank 0 writes the checkpoint; every rank waits until it is on disk,
+    /// so a rank that fails later resumes from the same one.
+    fn save(&self, s: &Setup, state: &TrainState) -> Result<()> {
+        if self.cluster.is_root() {
+            checkpoint::save(self.ckpt, &s.vs, &s.opt, state)?;
+        }
+        self.cluster.barrier()
     }
 }

@@ -194,6 +194,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         workers: o.workers,
         pinned: true,
         precision: Default::default(),
+        shard: lt_loader::sampler::Shard::WHOLE,
     };
     let groups = match Recipe::load(&o.run.join(RECIPE_FILE)) {
         Ok(r) => r.eval.groups,

@@ -226,6 +226,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
             lr: &lr,
             alpha: &alpha,
             extra: &extra,
+            cluster: &crate::cluster::Cluster::single(),
         };
         let start = LoopStart { epoch: done, step: global_step, ..Default::default() };
         let end = lp.run(&mut s, (&mut upd, &mut step), &mut loader, None, obs, start)?;
@@ -235,7 +236,7 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
     }
     let last_eval = match last_eval {
         Some(e) => e,
-        None => train::evaluate(&s, &recipe, &ds, device)?.headline().clone(),
+        None => train::evaluate(&s, &recipe, &ds, device, &crate::cluster::Cluster::single())?.headline().clone(),
     };
     let info = RunInfo { shards: shards.clone(), ..ds.run_info(device, state.epoch) };
     let note = stage_note(run, state.epoch, &ft, b, threshold);

@@ -18,6 +18,8 @@
 //!   MaxNorm, encoder frozen;
 //! - [`trace`]: step traces (`lt-train --trace`) for exact replays by
 //!   `tools/glmc_harness.py --replay`;
+//! - [`cluster`]: data-parallel runs under torchrun (c10d): sharded steps
+//!   and evaluation, averaged gradients, rank-0 writes;
 //! - [`rundir`]: the run-directory lock (one writer per run) and what a
 //!   resume may change;
 //! - [`error`]: [`TrainError`], whose messages name recipe keys and run
@@ -27,6 +29,7 @@
 //! evaluation cadence, epoch and mid-epoch checkpoints, traces, observers),
 //! internal to this crate.
 
+pub mod cluster;
 mod driver;
 pub mod error;
 pub mod eval;

@@ -24,7 +24,7 @@ use lt_core::rng::Rng;
 use lt_core::weights::cumulative_alpha;
 use lt_loader::batch::{Batch, Position};
 use lt_loader::loader::{Loader, LoaderConfig, LoaderState, OnCorrupt};
-use lt_loader::sampler::SamplerSpec;
+use lt_loader::sampler::{SamplerSpec, Shard};
 use lt_loader::source::{EncodedSource, ShardSource, ShardSourceOptions};
 use lt_shards::Manifest;
 use lt_shards::Split;
@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::{Device, Kind};
 
+use crate::cluster::Cluster;
 use crate::driver::{EpochLoop, LoopStart, EXTRA_EPOCH_ACC};
 use crate::error::{GlmcError, Result, TrainError};
 use crate::recipe::{
@@ -41,6 +42,7 @@ use crate::recipe::{
 use lt_glmc::amp::{LossScaleState, LossScaler, MemoryFormat, PrecisionConfig};
 use lt_glmc::card::{Head, ModelCard};
 use lt_glmc::checkpoint::{self, TrainState};
+use lt_glmc::dist::DataParallel;
 use lt_glmc::loss::{ClassStats, LossValues};
 use lt_glmc::metrics::{EvalAccumulator, EvalReport};
 use lt_glmc::mix::Normalizer;
@@ -382,6 +384,8 @@ pub struct TrainOptions {
     /// initial weights and every step's batch, λ, box and losses, for an
     /// exact replay by another implementation. Fresh runs only.
     pub trace: Option<PathBuf>,
+    /// The processes of the run ([`crate::cluster`]): one, or a torchrun group.
+    pub cluster: Cluster,
 }
 
 impl TrainOptions {
@@ -397,6 +401,7 @@ impl TrainOptions {
             stop_after: None,
             checkpoint_every: None,
             trace: None,
+            cluster: Cluster::single(),
         }
     }
 }
@@ -413,9 +418,9 @@ pub struct TrainOutcome {
     pub last_eval: Option<EvalReport>,
     pub finished: bool,
     pub dataset: Dataset,
-    /// The run directory's lock: the caller (lt-train writes the report)
-    /// holds the run until it drops the outcome.
-    _lock: crate::rundir::RunLock,
+    /// The run directory's lock (rank 0's): the caller (lt-train writes the
+    /// report) holds the run until it drops the outcome.
+    _lock: Option<crate::rundir::RunLock>,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -519,8 +524,11 @@ impl Evaluation {
 }
 
 /// Evaluates both heads on the test split with the recipe's eval pipeline;
-/// the recipe's evaluation head is the headline.
-pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Result<Evaluation> {
+/// the recipe's evaluation head is the headline. Under data parallelism
+/// every rank evaluates its shard of the test split with rank 0's BatchNorm
+/// statistics, and the counts are summed ([`Cluster::merge_eval`]).
+pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device, cluster: &Cluster) -> Result<Evaluation> {
+    cluster.sync_buffers_from_root(&s.vs)?;
     let e = EvalRun {
         source: ds.test.clone(),
         pipeline: eval_pipeline(recipe, ds)?,
@@ -529,8 +537,11 @@ pub fn evaluate(s: &Setup, recipe: &Recipe, ds: &Dataset, device: Device) -> Res
         workers: workers(&recipe.loader),
         pinned: recipe.perf.pinned,
         precision: recipe.perf.precision(),
+        shard: cluster.shard(),
     };
-    let [g, g_cb] = e.run(&s.net, &s.norm, device)?;
+    let [mut g, mut g_cb] = e.run(&s.net, &s.norm, device)?;
+    cluster.merge_eval(&mut g)?;
+    cluster.merge_eval(&mut g_cb)?;
     Ok(Evaluation {
         head: if eval_uses_rebalanced(recipe) { Head::GCb } else { Head::G },
         g: g.finish(&ds.counts, recipe.eval.groups)?,
@@ -548,14 +559,19 @@ pub struct EvalRun {
     pub workers: usize,
     pub pinned: bool,
     pub precision: PrecisionConfig,
+    /// This rank's part of the split (of every `batch_size · world` rows),
+    /// [`Shard::WHOLE`] for all of it.
+    pub shard: Shard,
 }
 
 impl EvalRun {
-    /// The counts of both classifiers, g and g_cb, from one forward pass.
+    /// The counts of both classifiers, g and g_cb, from one forward pass
+    /// (over this run's shard of the split).
     pub fn run(&self, net: &GlmcNet, norm: &Normalizer, device: Device) -> Result<[EvalAccumulator; 2]> {
         let _g = tch::no_grad_guard();
         let cfg = LoaderConfig::default()
-            .with_batch_size(self.batch_size)
+            .with_batch_size(self.batch_size * self.shard.world)
+            .with_shard(self.shard)
             .with_views(1)
             .with_workers(self.workers)
             .with_sampler(SamplerSpec::Sequential)
@@ -569,6 +585,9 @@ impl EvalRun {
         let fmt = self.precision.memory_format;
         for b in loader {
             let b = b?;
+            if b.slots() == 0 {
+                continue; // a short last batch left this rank nothing
+            }
             let (x, y) = batch_to_device(&b, device)?;
             let x = norm.apply(&fmt.apply(&x.f_select(0, 0)?)?)?;
             let out = self.precision.forward(|| net.forward_heads(&x, false, HeadSet { proj: false }))?;
@@ -649,39 +668,46 @@ pub fn method_step(recipe: &Recipe, rng: Rng) -> Box<dyn Step> {
     }
 }
 
-/// Runs (or resumes) a training run; see the module docs for the layout.
+/// Runs (or resumes) a training run; see the module docs for the layout,
+/// and [`crate::cluster`] for a data-parallel run (`opts.cluster`).
 pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome> {
-    let recipe = &opts.recipe;
+    let (recipe, cluster) = (&opts.recipe, &opts.cluster);
     recipe.validate()?;
+    cluster.check_recipe(recipe)?;
     let prec = precision_config(&recipe.perf, opts.device)?;
     let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
     check_pipelines(recipe, &ds)?;
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
-    // One writer per run directory (held by the outcome, so lt-train keeps
-    // it until its report is written), then a killed writer's repairs.
-    let Some(_lock) = crate::rundir::lock_run(&out, !opts.resume)? else {
-        return Err(TrainError::Resume { path: out.clone(), why: format!("no checkpoint in {}", ckpt.display()) });
-    };
-    checkpoint::recover(&ckpt)?;
-
     let mut s = setup(recipe, &ds, opts.device)?;
     let mut scaler = prec.loss_scaler();
+    // Rank 0 prepares the run directory (a fresh one, or a resume's repairs
+    // and cut metrics) before any other rank reads it.
+    let _lock = if cluster.is_root() { Some(begin_run(opts, &ds, &mut s, scaler.as_mut())?) } else { None };
+    cluster.barrier()?;
     let (start, rng, mut records) = if opts.resume {
         restore(opts, &ds, &mut s, scaler.as_mut())?
     } else {
-        if ckpt.exists() {
-            return Err(TrainError::OutputTaken { path: out.clone(), what: "a run" });
-        }
-        start_run_dir(&out, recipe)?;
         (LoopStart::default(), GlmcStep::rng_for_seed(recipe.train.seed), Vec::new())
     };
+    // Every rank starts from rank 0's weights (the same seed gives the same
+    // ones; this makes it a guarantee).
+    cluster.sync_variables_from_root(&s.vs)?;
 
     // Channels-last: once, after the initialisation or the checkpoint load
     // and before the first step.
     convert_layout(&mut s, prec.memory_format)?;
     let mut upd = Updater::new(s.vs.trainable_variables(), scaler);
+    if let Some(pg) = cluster.group() {
+        let find_unused = !uses_every_parameter(recipe);
+        // The optimizer's parameters, sorted by name: the same order on every rank.
+        upd = upd.with_data_parallel(DataParallel::new(pg.clone(), &s.opt.params(), lt_glmc::dist::DEFAULT_BUCKET_CAP_MIB, find_unused)?);
+    }
     let mut trace = match &opts.trace {
+        Some(_) if cluster.world_size() > 1 => {
+            let why = "a trace records one process's steps: trace a run without torchrun".into();
+            return Err(TrainError::Option { option: "trace", why });
+        }
         Some(_) if opts.resume => {
             let why = "a trace starts with the initial weights: trace a fresh run, not a resumed one".into();
             return Err(TrainError::Option { option: "trace", why });
@@ -696,7 +722,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let mut last_eval = None;
     if epoch < stop {
         let mut step = method_step(recipe, rng);
-        let mut loader = train_loader(recipe, &ds, &s, opts.device, step.views(), &start, stop)?;
+        let mut loader = train_loader(recipe, &ds, &s, opts.device, step.views(), (&start, stop), cluster.shard())?;
         let steps = loader.steps_per_epoch();
         if start.step_in_epoch >= steps {
             let why = format!("the checkpoint is at step {} of an epoch of {steps} steps", start.step_in_epoch);
@@ -722,6 +748,7 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
             lr: &lr,
             alpha: &alpha,
             extra: &checkpoint_extra,
+            cluster,
         };
         let end = lp.run(&mut s, (&mut upd, step.as_mut()), &mut loader, trace.as_mut(), obs, start)?;
         epoch = end.epoch;
@@ -729,9 +756,39 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
         last_eval = end.last_eval;
     }
     if last_eval.is_none() {
-        last_eval = Some(evaluate(&s, recipe, &ds, opts.device)?.headline().clone());
+        last_eval = Some(evaluate(&s, recipe, &ds, opts.device, cluster)?.headline().clone());
     }
     Ok(TrainOutcome { out, epochs_done: epoch, records, last_eval, finished: epoch >= epochs, dataset: ds, _lock })
+}
+
+/// Whether every trained parameter gets a gradient at every step: GLMC with
+/// both heads and the consistency term. Otherwise (cross-entropy, the
+/// ablations) the data-parallel reducer looks for the unused ones.
+fn uses_every_parameter(recipe: &Recipe) -> bool {
+    let cfg = recipe.glmc.loss_config();
+    recipe.train.method == Method::Glmc && cfg.reweight && cfg.uses_consistency()
+}
+
+/// Rank 0's part of starting a run: one writer per run directory (the lock
+/// is held by the outcome, so lt-train keeps it until its report is
+/// written), a killed writer's repairs; then a fresh run directory, or on
+/// resume the checks of [`restore`] with the writes they imply (recipe,
+/// metrics cut to the checkpoint).
+fn begin_run(opts: &TrainOptions, ds: &Dataset, s: &mut Setup, scaler: Option<&mut LossScaler>) -> Result<crate::rundir::RunLock> {
+    let (out, ckpt) = (&opts.out, opts.out.join(CHECKPOINT_DIR));
+    let Some(lock) = crate::rundir::lock_run(out, !opts.resume)? else {
+        return Err(TrainError::Resume { path: out.clone(), why: format!("no checkpoint in {}", ckpt.display()) });
+    };
+    checkpoint::recover(&ckpt)?;
+    if opts.resume {
+        restore(opts, ds, s, scaler)?;
+    } else {
+        if ckpt.exists() {
+            return Err(TrainError::OutputTaken { path: out.clone(), what: "a run" });
+        }
+        start_run_dir(out, &opts.recipe)?;
+    }
+    Ok(lock)
 }
 
 /// Resumes `opts.out` from its checkpoint: checks the recipe (saving it when
@@ -739,6 +796,9 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
 /// run, loads the weights and the optimizer into `s` and the loss scale into
 /// `scaler`; returns where the epoch loop starts (mid-epoch with the epoch's
 /// loss sums so far), the method's RNG and the records of the epochs done.
+/// Only rank 0 writes; rank 0 restores twice (in [`begin_run`], before the
+/// other ranks read the directory, and with them), which reads the same
+/// checkpoint and writes the same bytes.
 fn restore(
     opts: &TrainOptions,
     ds: &Dataset,
@@ -755,7 +815,8 @@ fn restore(
     let change = crate::rundir::check_resume_recipe(out, recipe, crate::rundir::Stage::Train, checkpoint::load_state(&ckpt)?.epoch)?;
     let state = checkpoint::load(&ckpt, &mut s.vs, &mut s.opt)?;
     check_dataset(&state, ds, out)?;
-    if change != crate::rundir::ResumeChange::Same {
+    let root = opts.cluster.is_root();
+    if change != crate::rundir::ResumeChange::Same && root {
         crate::rundir::save_recipe(out, recipe)?;
     }
     let mut start = LoopStart { epoch: state.epoch, step: state.step, ..LoopStart::default() };
@@ -774,14 +835,24 @@ fn restore(
             serde_json::from_value(v).map_err(|e| resume_err(format!("the checkpoint has no valid loss-scale state (perf.amp): {e}")))?;
         sc.set_state(st)?;
     }
-    let records = metrics_before(out, start.epoch)?;
+    // Rank 0 keeps the records (and cuts metrics.jsonl to them); the others write nothing.
+    let records = if root { metrics_before(out, start.epoch)? } else { Vec::new() };
     Ok((start, Rng::from_state(state.rng), records))
 }
 
 /// The training loader of a run from `start` up to epoch `stop`: the
 /// method's views and sampler, the recipe's workers and corrupt-image
-/// policy, tensor-backed (pinned on CUDA) buffers.
-fn train_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, views: usize, start: &LoopStart, stop: usize) -> Result<Loader> {
+/// policy, tensor-backed (pinned on CUDA) buffers; this rank's `shard` of
+/// every step of the global batch.
+fn train_loader(
+    recipe: &Recipe,
+    ds: &Dataset,
+    s: &Setup,
+    device: Device,
+    views: usize,
+    (start, stop): (&LoopStart, usize),
+    shard: Shard,
+) -> Result<Loader> {
     let b = recipe.train.batch_size;
     let sampler = if views == 2 { SamplerSpec::Paired { q: recipe.glmc.q } } else { SamplerSpec::Instance };
     let position = Position { epoch: start.epoch as u64, step: start.step_in_epoch as u64 };
@@ -791,7 +862,8 @@ fn train_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, views:
         .with_workers(workers(&recipe.loader))
         .with_pool_size(recipe.loader.pool_size)
         .with_sampler(sampler)
-        .with_drop_last(drop_last(recipe, ds.train.len()))
+        .with_drop_last(crate::cluster::drop_last(recipe, ds.train.len(), shard.world))
+        .with_shard(shard)
         .with_channels(s.in_channels as u8)
         .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
         .with_epochs(stop as u64)
@@ -802,12 +874,6 @@ fn train_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, views:
         let remedy = format!("use a smaller train.batch_size (at most {rows}), or train.drop_last = false");
         crate::rundir::batch_error(e.into(), "train.batch_size", &remedy, b, rows)
     })
-}
-
-/// Whether the training loader drops the last partial batch: as the recipe
-/// says, and always when it would hold a single image.
-pub(crate) fn drop_last(recipe: &Recipe, rows: usize) -> bool {
-    recipe.train.drop_last || rows % recipe.train.batch_size == 1
 }
 
 /// The resume check that `state` was saved on the data of `ds` (dataset

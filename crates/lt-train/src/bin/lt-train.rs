@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,8 +12,10 @@ use lt_glmc::card::Head;
 use lt_glmc::checkpoint;
 use lt_glmc::device::parse_device;
 use lt_glmc::loss::RebalancedLoss;
+use lt_glmc::GlmcError;
 use lt_report::{EpochRecord, RunInfo};
 use lt_shards::Split;
+use lt_train::cluster::Cluster;
 use lt_train::eval::{self, EvalOptions};
 use lt_train::export;
 use lt_train::finetune::{self, FinetuneOptions};
@@ -35,12 +37,18 @@ use lt_train::TrainError;
 ///   lt-train fmnist-lt/ --recipe pipelines/fashion-mnist-lt-demo.toml --epochs 3
 ///   lt-train shards/ --method ce --set optim.lr=0.05 --out runs/ce
 ///   lt-train shards/ --resume runs/ce
+///   lt-train shards/ --out runs/ce --auto-resume   (resume when runs/ce has a checkpoint, else start)
 ///   lt-train shards/ --resume runs/ce --epochs 300   (more epochs: constant schedule, no GLMC re-weighting)
 ///   lt-train finetune runs/ce --epochs 5     (MaxNorm fine-tuning of g_cb; see lt-train finetune --help)
 ///   lt-train eval runs/ce --shards other-shards/   (evaluate the checkpoint; both heads)
 ///   lt-train predict runs/ce photo.jpg images/ --top-k 3
 ///   lt-train export runs/ce --format torchscript   (a TorchScript module for torch.jit.load)
 ///   lt-train replot runs/ce                  (redraw the run's plots)
+///
+/// Data-parallel: under torchrun each process trains its share of every
+/// global batch (train.batch_size stays the global batch) and rank 0 writes
+/// the run; see the README's "Multi-GPU and multi-node":
+///   torchrun --standalone --nproc-per-node 2 --no-python lt-train shards/ --out runs/dp
 #[derive(Parser, Debug)]
 #[command(name = "lt-train", version, about, verbatim_doc_comment, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -342,6 +350,11 @@ struct Args {
     /// recipe.toml; flags change only what they name (see --epochs)
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Resume the run in --out when it has a checkpoint, else start it there:
+    /// the same command line restarts an interrupted run (torchrun
+    /// --max-restarts, a scheduler's requeue)
+    #[arg(long, conflicts_with = "resume")]
+    auto_resume: bool,
     /// Stop (with a checkpoint) after this many epochs in total; resume later
     #[arg(long)]
     stop_after: Option<usize>,
@@ -357,6 +370,10 @@ struct Args {
     /// libtorch intra-op threads, at least 1 (default: libtorch's choice)
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
+    /// Under torchrun (data-parallel): seconds a rank waits for the others,
+    /// to join and in every collective, before it fails instead of hanging
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    dist_timeout: u64,
     /// No progress bar
     #[arg(long, short)]
     quiet: bool,
@@ -487,6 +504,10 @@ fn flagged(e: TrainError, cmd: Command) -> anyhow::Error {
             };
             anyhow!("invalid {key} ({flag}): {why}")
         }
+        TrainError::Glmc(e @ (GlmcError::Dist { .. } | GlmcError::DistTimeout { .. })) => anyhow!(
+            "{e}\n(another rank of the run stopped, hung or lost its connection: its own log says why; the same command \
+             with --auto-resume continues from the last checkpoint, as torchrun --max-restarts does)"
+        ),
         e => e.into(),
     }
 }
@@ -570,10 +591,18 @@ impl Observer for Bar {
 }
 
 fn run(args: Args) -> Result<()> {
-    let device = parse_device(&args.device).context("--device")?;
+    let mut device = parse_device(&args.device).context("--device")?;
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
+    // Under torchrun: join the group; each process uses its LOCAL_RANK's GPU.
+    let cluster = Cluster::from_env(Duration::from_secs(args.dist_timeout)).map_err(|e| flagged(e, Command::Train))?;
+    if let (Some(pg), tch::Device::Cuda(0)) = (cluster.group(), device) {
+        if args.device != "cuda:0" {
+            device = tch::Device::Cuda(pg.local_rank().unwrap_or(0));
+        }
+    }
+    let root = cluster.is_root();
     let (out, resume, recipe) = match &args.resume {
         Some(dir) => (dir.clone(), true, args.resume_recipe(dir)?),
         None => {
@@ -582,7 +611,14 @@ fn run(args: Args) -> Result<()> {
                 let tag = args.method.map_or_else(|| format!("{:?}", recipe.train.method).to_lowercase(), |m| m.tag().to_string());
                 PathBuf::from("runs").join(format!("{}-{tag}", recipe.name))
             });
-            (out, false, recipe)
+            if args.auto_resume && out.join(CHECKPOINT_DIR).join(checkpoint::STATE_FILE).is_file() {
+                if root {
+                    eprintln!("lt-train: --auto-resume: continuing {} from its checkpoint", out.display());
+                }
+                (out.clone(), true, args.resume_recipe(&out)?)
+            } else {
+                (out, false, recipe)
+            }
         }
     };
     if let Some(n) = args.stop_after {
@@ -591,7 +627,10 @@ fn run(args: Args) -> Result<()> {
         }
     }
     let shards = args.shards().to_path_buf();
-    eprintln!("lt-train: {} on {} → {} ({device:?})", recipe.name, shards.display(), out.display());
+    if root {
+        let ranks = if cluster.world_size() > 1 { format!(", {} ranks", cluster.world_size()) } else { String::new() };
+        eprintln!("lt-train: {} on {} → {} ({device:?}{ranks})", recipe.name, shards.display(), out.display());
+    }
     let opts = TrainOptions {
         shards: shards.clone(),
         out: out.clone(),
@@ -601,10 +640,14 @@ fn run(args: Args) -> Result<()> {
         stop_after: args.stop_after,
         checkpoint_every: args.checkpoint_every.map(|n| n as usize),
         trace: args.trace.clone(),
+        cluster,
     };
-    let mut bar = Bar { quiet: args.quiet, pb: None, t: Instant::now(), images: 0, epochs: recipe.train.epochs };
+    let mut bar = Bar { quiet: args.quiet || !root, pb: None, t: Instant::now(), images: 0, epochs: recipe.train.epochs };
     // The outcome holds the run directory's lock until the report is written.
     let outcome = train::train(&opts, &mut bar).map_err(|e| explain_stop(e, &out.join(CHECKPOINT_DIR), Command::Train))?;
+    if !root {
+        return Ok(()); // rank 0 writes the report
+    }
     let eval = outcome.last_eval.as_ref().context("no evaluation")?;
     let info = RunInfo { shards: shards.clone(), ..outcome.dataset.run_info(device, outcome.epochs_done) };
     lt_report::write_report(&out, &recipe.report_header(), &info, &outcome.records, eval, None)?;

@@ -118,6 +118,27 @@ impl Cluster {
         Ok(pg.broadcast_coalesced(&by_name(vs).into_values().collect::<Vec<_>>(), 0)?)
     }
 
+    /// Checks that every rank runs the same `what` (its SHA-256 `digest`,
+    /// e.g. of the recipe or the dataset): ranks given other flags or other
+    /// shards would train different models in lock-step. The error names the
+    /// ranks that differ from rank 0.
+    pub fn check_same(&self, what: &str, digest: &[u8; 32]) -> Result<()> {
+        let Some(pg) = &self.pg else { return Ok(()) };
+        let all = pg.all_gather(&Tensor::from_slice(digest.as_slice()))?;
+        let rows = Vec::<u8>::try_from(all.flatten(0, -1)).map_err(lt_glmc::GlmcError::from)?;
+        let differ: Vec<String> =
+            rows.chunks_exact(32).enumerate().filter(|(_, d)| *d != &rows[..32]).map(|(r, _)| r.to_string()).collect();
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(TrainError::Ranks(format!(
+            "rank {} of {} {} a different {what} from rank 0's: every rank must run the same command on the same shards",
+            differ.join(", "),
+            self.world_size(),
+            if differ.len() == 1 { "has" } else { "have" }
+        )))
+    }
+
     /// The recipe's checks that depend on the world size: the global batch
     /// must split into equal per-rank batches.
     pub fn check_recipe(&self, recipe: &Recipe) -> Result<()> {

@@ -44,6 +44,9 @@ pub enum TrainError {
     /// image that does not decode).
     #[error("dataset {}: {why}", path.display())]
     Data { path: PathBuf, why: String },
+    /// The ranks of a data-parallel run disagree (recipe, shards).
+    #[error("data-parallel run: {0}")]
+    Ranks(String),
     /// The loader failed (corrupt image, bad configuration, …).
     #[error("loader: {0}")]
     Loader(#[from] lt_loader::LoaderError),

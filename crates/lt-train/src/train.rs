@@ -677,6 +677,8 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let prec = precision_config(&recipe.perf, opts.device)?;
     let ds = Dataset::open(&opts.shards, recipe.loader.memory_budget_mib)?;
     check_pipelines(recipe, &ds)?;
+    cluster.check_same("recipe", &Sha256::digest(recipe.to_toml_string()?.as_bytes()).into())?;
+    cluster.check_same("dataset", &Sha256::digest(ds.fingerprint.as_bytes()).into())?;
     let out = opts.out.clone();
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut s = setup(recipe, &ds, opts.device)?;

@@ -229,12 +229,17 @@ fn free_port() -> u16 {
 
 /// Two ranks started with torchrun's variables (rank 0 hosts the store).
 fn start_ranks(args: &[&str], port: u16, dir: &Path) -> Vec<(Child, PathBuf)> {
+    start_ranks_with(|_| args.iter().map(|a| a.to_string()).collect(), port, dir)
+}
+
+/// [`start_ranks`] with each rank's own arguments.
+fn start_ranks_with(args: impl Fn(usize) -> Vec<String>, port: u16, dir: &Path) -> Vec<(Child, PathBuf)> {
     (0..2)
         .map(|rank| {
             let log = dir.join(format!("rank{rank}.log"));
             let out = fs::File::create(&log).unwrap();
             let child = Command::new(env!("CARGO_BIN_EXE_lt-train"))
-                .args(args)
+                .args(args(rank))
                 .env("RANK", rank.to_string())
                 .env("LOCAL_RANK", rank.to_string())
                 .env("WORLD_SIZE", "2")
@@ -333,6 +338,27 @@ fn a_global_batch_the_world_does_not_divide_is_refused() {
         let msg = fs::read_to_string(&log).unwrap();
         assert_eq!(st.code(), Some(2), "{msg}");
         assert!(msg.contains("train.batch_size (--batch-size)") && msg.contains("WORLD_SIZE=2"), "{msg}");
+    }
+    assert!(!run.join("checkpoint").exists());
+}
+
+/// Ranks given different settings are refused before any step, naming the
+/// ranks that differ.
+#[test]
+fn ranks_with_different_recipes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, recipe) = data(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    let args = |rank: usize| {
+        let mut a: Vec<String> = train_args(&shards, &recipe, &run).iter().map(|s| s.to_string()).collect();
+        a.extend(["--dist-timeout".into(), "60".into(), "--seed".into(), (3 + rank).to_string()]);
+        a
+    };
+    for (mut child, log) in start_ranks_with(args, free_port(), tmp.path()) {
+        let st = child.wait().unwrap();
+        let msg = fs::read_to_string(&log).unwrap();
+        assert_eq!(st.code(), Some(2), "{msg}");
+        assert!(msg.contains("rank 1 of 2 has a different recipe from rank 0's"), "{msg}");
     }
     assert!(!run.join("checkpoint").exists());
 }

@@ -762,7 +762,10 @@ fn main() -> ExitCode {
     let tuning = lt_glmc::host_alloc::retain_freed_memory();
     tracing::debug!(?tuning, "host allocator");
     let cli = Cli::parse();
+    let many = std::env::var("WORLD_SIZE").ok().and_then(|w| w.parse::<usize>().ok()).is_some_and(|w| w > 1);
     let result = match cli.command {
+        // Only training is data-parallel: the others would each write the same files.
+        Some(_) if many => Err(anyhow!("this subcommand runs in one process; run it without torchrun (WORLD_SIZE is set)")),
         Some(Sub::Finetune(a)) => run_finetune(a),
         Some(Sub::Eval(a)) => run_eval(a),
         Some(Sub::Predict(a)) => run_predict(a),

@@ -113,7 +113,7 @@ impl EpochLoop<'_> {
             obs.epoch_start(epoch, self.epochs, steps);
             let mut acc = EpochAccumulator::start(steps);
             if let Some(a) = sums.take() {
-                acc.restore(a);
+                acc.restore(first, a);
             }
             for i in std::mem::take(&mut first)..steps {
                 let batch = next_batch(loader, epoch, i)?;
@@ -172,7 +172,7 @@ impl EpochLoop<'_> {
             };
             let reports = step.reports();
             let alpha = if reports.0 { alpha } else { 1.0 };
-            let rec = acc.record(epoch, (lr, alpha), reports, self.batch_size, test, upd.loss_scale().map(|sc| sc.scale()));
+            let rec = acc.record(epoch, (lr, alpha), reports, (self.batch_size, lt_loader::source::EncodedSource::len(self.ds.train.as_ref())), test, upd.loss_scale().map(|sc| sc.scale()));
             if root {
                 append_metrics(self.out, &rec)?;
             }

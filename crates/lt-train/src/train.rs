@@ -249,6 +249,8 @@ pub(crate) struct AccState {
 #[derive(Debug)]
 pub(crate) struct EpochAccumulator {
     steps: usize,
+    /// The step this process started the epoch at (a mid-epoch resume).
+    first: usize,
     tenth: usize,
     started: Instant,
     /// Training time, fixed by [`EpochAccumulator::end_training`] (before
@@ -259,7 +261,7 @@ pub(crate) struct EpochAccumulator {
 
 impl EpochAccumulator {
     pub(crate) fn start(steps: usize) -> Self {
-        EpochAccumulator { steps, tenth: (steps / 10).max(1), started: Instant::now(), train_secs: None, a: AccState::default() }
+        EpochAccumulator { steps, first: 0, tenth: (steps / 10).max(1), started: Instant::now(), train_secs: None, a: AccState::default() }
     }
 
     /// Step `i` of the epoch was applied with these loss values.
@@ -283,7 +285,10 @@ impl EpochAccumulator {
         self.a
     }
 
-    pub(crate) fn restore(&mut self, a: AccState) {
+    /// Continues an epoch at step `first` with its sums so far (a
+    /// mid-epoch checkpoint); the clock counts from now.
+    pub(crate) fn restore(&mut self, first: usize, a: AccState) {
+        self.first = first;
         self.a = a;
     }
 
@@ -297,16 +302,21 @@ impl EpochAccumulator {
         self.train_secs = Some(self.started.elapsed().as_secs_f64());
     }
 
-    /// The epoch's record; `rb`/`con` say which terms the method has.
+    /// The epoch's record; `rb`/`con` say which terms the method has. Its
+    /// images/s counts the images of the steps this process ran, in every
+    /// rank: step i of a global `batch_size` over `rows` images trains
+    /// min(batch_size, rows − i·batch_size) images, whatever the method's
+    /// views or the world size.
     pub(crate) fn record(
         &self,
         epoch: usize,
         (lr, alpha): (f64, f64),
         (rb, con): (bool, bool),
-        batch_size: usize,
+        (batch_size, rows): (usize, usize),
         test: Option<EvalSummary>,
         loss_scale: Option<f64>,
     ) -> EpochRecord {
+        let images = (self.steps * batch_size).min(rows).saturating_sub(self.first * batch_size);
         let n = self.a.applied.max(1) as f64;
         let secs = self.train_secs.unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         EpochRecord {
@@ -320,7 +330,7 @@ impl EpochAccumulator {
             loss_first: self.a.first / self.a.n_first.max(1) as f64,
             loss_last: self.a.last / self.a.n_last.max(1) as f64,
             steps: self.steps as u64,
-            train_images_per_s: (self.steps * batch_size) as f64 / secs.max(1e-9),
+            train_images_per_s: images as f64 / secs.max(1e-9),
             train_seconds: secs,
             test,
             skipped_steps: self.a.skipped,
@@ -901,5 +911,35 @@ fn short(s: &str) -> &str {
         "(none)"
     } else {
         &s[..s.len().min(12)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images_per_s_times_secs(acc: &EpochAccumulator, batch_rows: (usize, usize)) -> f64 {
+        let r = acc.record(0, (0.1, 1.0), (false, false), batch_rows, None, None);
+        r.train_images_per_s * r.train_seconds
+    }
+
+    /// images/s counts the images the steps trained: a short last batch
+    /// counts its images, not a full batch, and a resumed epoch only the
+    /// steps this process ran.
+    #[test]
+    fn images_per_second_counts_the_trained_images() {
+        let mut acc = EpochAccumulator::start(9);
+        acc.end_training();
+        // 68 rows in batches of 8: 8 full steps and one of 4.
+        assert!((images_per_s_times_secs(&acc, (8, 68)) - 68.0).abs() < 1e-6);
+        // drop_last: 8 steps of 8 over 68 rows.
+        let mut dropped = EpochAccumulator::start(8);
+        dropped.end_training();
+        assert!((images_per_s_times_secs(&dropped, (8, 68)) - 64.0).abs() < 1e-6);
+        // Resumed at step 3: steps 3..9 trained 68 - 24 images.
+        let mut resumed = EpochAccumulator::start(9);
+        resumed.restore(3, AccState::default());
+        resumed.end_training();
+        assert!((images_per_s_times_secs(&resumed, (8, 68)) - 44.0).abs() < 1e-6);
     }
 }

@@ -172,7 +172,14 @@ impl EpochLoop<'_> {
             };
             let reports = step.reports();
             let alpha = if reports.0 { alpha } else { 1.0 };
-            let rec = acc.record(epoch, (lr, alpha), reports, (self.batch_size, lt_loader::source::EncodedSource::len(self.ds.train.as_ref())), test, upd.loss_scale().map(|sc| sc.scale()));
+            let rec = acc.record(
+                epoch,
+                (lr, alpha),
+                reports,
+                (self.batch_size, lt_loader::source::EncodedSource::len(self.ds.train.as_ref())),
+                test,
+                upd.loss_scale().map(|sc| sc.scale()),
+            );
             if root {
                 append_metrics(self.out, &rec)?;
             }

@@ -24,6 +24,7 @@
 //! Clocks are read only after [`lt_glmc::amp::synchronize`].
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +40,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{BenchError, Result};
 use lt_glmc::amp::{synchronize, LossScaler, PrecisionConfig};
+use lt_glmc::dist::{DataParallel, ProcessGroup};
 use lt_glmc::loss::{ClassStats, LossConfig};
 use lt_glmc::mix::Normalizer;
 use lt_glmc::model::{Arch, GlmcNet, ModelConfig};
@@ -147,6 +149,21 @@ impl GlmcStepper {
     /// Validates the precision for `device`, sets the TF32 / cuDNN flags,
     /// builds the model (seeded) and converts it to the memory format.
     pub fn try_new(opts: StepOptions, device: Device) -> Result<Self> {
+        Self::build(opts, device, None)
+    }
+
+    /// [`GlmcStepper::try_new`], data-parallel over `pg` as lt-train runs it:
+    /// rank 0's variables broadcast to every rank, then every step's
+    /// gradients averaged by a [`DataParallel`] (c10d's Reducer, buckets of
+    /// `bucket_cap_mib`; `find_unused` unless the loss uses every
+    /// parameter). A collective: every rank of `pg` calls it, and then
+    /// [`GlmcStepper::step`] once per step. `opts.batch_size` is this
+    /// rank's B.
+    pub fn try_new_data_parallel(opts: StepOptions, device: Device, pg: Rc<ProcessGroup>, bucket_cap_mib: usize) -> Result<Self> {
+        Self::build(opts, device, Some((pg, bucket_cap_mib)))
+    }
+
+    fn build(opts: StepOptions, device: Device, dp: Option<(Rc<ProcessGroup>, usize)>) -> Result<Self> {
         opts.precision.apply(device)?;
         if opts.batch_size == 0 {
             return Err(BenchError::Setting { setting: "batch_size", why: "must be ≥ 1".into() });
@@ -157,7 +174,18 @@ impl GlmcStepper {
         let net = GlmcNet::try_new(&vs.root(), mc)?;
         opts.precision.memory_format.convert_weights(&vs)?;
         let opt = Sgd::new(&vs, opts.sgd);
-        let upd = Updater::new(vs.trainable_variables(), opts.precision.loss_scaler());
+        let mut upd = Updater::new(vs.trainable_variables(), opts.precision.loss_scaler());
+        if let Some((pg, cap)) = dp {
+            // As lt-train: every rank starts from rank 0's variables (listed
+            // by name, the same order everywhere), after the layout change.
+            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            let find_unused = !(opts.loss.reweight && opts.loss.uses_consistency());
+            // The optimizer's parameters, sorted by name (as lt-train).
+            let dp = DataParallel::new(pg, &opt.params(), cap, find_unused)?;
+            dp.sync_from_root(&vars.into_iter().map(|(_, t)| t).collect::<Vec<_>>())?;
+            upd = upd.with_data_parallel(dp);
+        }
         let stats = ClassStats::try_new(&opts.counts, opts.p, device, Kind::Float)?;
         let norm = Normalizer::for_channels(&opts.mean, &opts.std, opts.in_channels, device, Kind::Float)?;
         let step = GlmcStep::new(opts.loss, opts.beta, GlmcStep::rng_for_seed(opts.seed));
@@ -170,6 +198,11 @@ impl GlmcStepper {
 
     pub fn loss_scaler(&self) -> Option<&LossScaler> {
         self.upd.loss_scale()
+    }
+
+    /// Whether the steps average gradients over a process group.
+    pub fn is_data_parallel(&self) -> bool {
+        self.upd.data_parallel().is_some()
     }
 
     /// One training step on a paired batch: `x` uint8 `[2, 2B, C, H, W]`
@@ -277,7 +310,7 @@ impl GpuBenchReport {
     }
 }
 
-fn device_name(d: Device) -> String {
+pub(crate) fn device_name(d: Device) -> String {
     match d {
         Device::Cpu => "cpu".into(),
         Device::Cuda(i) => format!("cuda:{i}"),
@@ -287,7 +320,7 @@ fn device_name(d: Device) -> String {
 
 /// Runs `warmup + steps` steps of `stepper` on a batch from `next` and
 /// times the last `steps` (synchronising before each clock read).
-fn timed_steps(
+pub(crate) fn timed_steps(
     stepper: &mut GlmcStepper,
     warmup: usize,
     steps: usize,
@@ -318,7 +351,7 @@ fn timed_steps(
     Ok((Timing::from_steps(ms, seconds), skipped, last))
 }
 
-fn gpu_report(stepper: &GlmcStepper, image_size: i64, warmup: usize, t: Timing, skipped: usize, last: f64) -> GpuBenchReport {
+pub(crate) fn gpu_report(stepper: &GlmcStepper, image_size: i64, warmup: usize, t: Timing, skipped: usize, last: f64) -> GpuBenchReport {
     let o = stepper.options();
     let per_step = 2 * o.batch_size;
     GpuBenchReport {

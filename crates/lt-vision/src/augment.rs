@@ -17,6 +17,7 @@
 //! either pointwise or mirror-symmetric, so flipping last is exact and free.
 
 use crate::codec::Decoded;
+use crate::photometric::{PhotoOp, ViewParams};
 use crate::{Result, VisionError};
 use fast_image_resize as fr;
 use lt_core::rng::Rng;
@@ -691,6 +692,24 @@ impl Pipeline {
         matches!(self, Pipeline::ImageNet(_) | Pipeline::RandAugment(_) | Pipeline::Randncls(_))
     }
 
+    /// True for the pipelines with a photometric stage that
+    /// `loader.photometric = "device"` moves to the device (`imagenet`,
+    /// `randaugment`, `imagenet-randncls`); `cifar` and `eval` have none.
+    pub fn has_photometric(&self) -> bool {
+        self.rgb_output()
+    }
+
+    /// The most photometric ops one view of this pipeline records in
+    /// device mode (identity ops are not recorded).
+    pub fn max_photometric_ops(&self) -> usize {
+        match self {
+            Pipeline::ImageNet(_) => 5, // three jitter factors, grayscale, blur
+            Pipeline::RandAugment(s) => s.n as usize,
+            Pipeline::Randncls(s) => 3 + s.n as usize,
+            Pipeline::Cifar(_) | Pipeline::Eval(_) => 0,
+        }
+    }
+
     /// True when the output size depends on the source size.
     pub fn size_from_source(&self) -> bool {
         matches!(self, Pipeline::Cifar(CifarSpec { size: None, .. })) || matches!(self, Pipeline::Eval(EvalSpec { crop: None, .. }))
@@ -821,6 +840,29 @@ impl Augmenter {
     /// [`Pipeline::output_size`] of `img`'s size — or of the fixed size the
     /// caller resolved for source-sized pipelines.
     pub fn view_into(&mut self, img: &Decoded, rng: &mut Rng, out_size: (u32, u32), out: &mut [u8]) -> Result<()> {
+        self.view(img, rng, out_size, out, None)
+    }
+
+    /// `loader.photometric = "device"`: writes the geometric part of the
+    /// view (decode, crop, resize, flip) into `out` as [`Augmenter::view_into`]
+    /// does, and records its photometric part in `params` instead of applying
+    /// it, with the same random draws in the same order, so
+    /// [`ViewParams::apply_cpu_chw`] of `params` on `out` gives
+    /// [`Augmenter::view_into`]'s bytes. Pipelines without a photometric
+    /// stage (`cifar`, `eval`) write their view and record nothing.
+    pub fn view_geometric_into(
+        &mut self,
+        img: &Decoded,
+        rng: &mut Rng,
+        out_size: (u32, u32),
+        out: &mut [u8],
+        params: &mut ViewParams,
+    ) -> Result<()> {
+        params.clear();
+        self.view(img, rng, out_size, out, Some(params))
+    }
+
+    fn view(&mut self, img: &Decoded, rng: &mut Rng, out_size: (u32, u32), out: &mut [u8], rec: Option<&mut ViewParams>) -> Result<()> {
         let c = self.channels as usize;
         if img.channels != self.channels {
             return Err(VisionError::Invalid(format!("image has {} channels, pipeline expects {}", img.channels, self.channels)));
@@ -832,9 +874,9 @@ impl Augmenter {
         let sc = &mut self.scratch;
         match &self.pipeline {
             Pipeline::Cifar(s) => cifar_view(s, img, rng, out_size, out),
-            Pipeline::ImageNet(s) => sc.imagenet_view(s, img, rng, out_size, out),
-            Pipeline::RandAugment(s) => sc.rand_augment_view(s, img, rng, out_size, out),
-            Pipeline::Randncls(s) => sc.randncls_view(s, img, rng, out_size, out),
+            Pipeline::ImageNet(s) => sc.imagenet_view(s, img, rng, out_size, (out, rec)),
+            Pipeline::RandAugment(s) => sc.rand_augment_view(s, img, rng, out_size, (out, rec)),
+            Pipeline::Randncls(s) => sc.randncls_view(s, img, rng, out_size, (out, rec)),
             Pipeline::Eval(s) => {
                 let natural = self.pipeline.output_size((img.width, img.height));
                 if natural != out_size {
@@ -863,22 +905,42 @@ fn cifar_view(s: &CifarSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32),
 }
 
 impl Scratch {
-    /// ImageNet: random resized crop, flip, colour jitter, grayscale, blur.
-    fn imagenet_view(&mut self, s: &ImageNetSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+    /// ImageNet: random resized crop, flip, colour jitter, grayscale, blur
+    /// (recorded into `rec` instead of applied when it is given).
+    fn imagenet_view(&mut self, s: &ImageNetSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: View<'_>) -> Result<()> {
         let c = img.channels as usize;
         let crop = rrc_params(rng, img.width, img.height, s.scale, s.ratio);
         let flip = rng.bernoulli(s.flip);
         resize_crop_into(&mut self.resizer, img, crop, ow, oh, &mut self.hwc)?;
-        if rng.bernoulli(s.jitter_p) {
-            let jp = jitter_params(rng, s.jitter);
-            color_jitter(&mut self.hwc, c, &jp);
-        }
-        if rng.bernoulli(s.grayscale) {
-            to_grayscale(&mut self.hwc, c);
-        }
-        if rng.bernoulli(s.blur) {
-            let sigma = rng.uniform(s.blur_sigma.0 as f64, s.blur_sigma.1 as f64) as f32;
-            gaussian_blur(&mut self.hwc, ow as usize, oh as usize, c, sigma, &mut self.tmp);
+        // Every draw before any pixel work: none depends on the pixels.
+        let jitter = rng.bernoulli(s.jitter_p).then(|| jitter_params(rng, s.jitter));
+        let gray = rng.bernoulli(s.grayscale);
+        let sigma = rng.bernoulli(s.blur).then(|| rng.uniform(s.blur_sigma.0 as f64, s.blur_sigma.1 as f64) as f32);
+        let (out, rec) = out;
+        if let Some(p) = rec {
+            // The flip is applied here, first; the ops are pointwise or
+            // mirror-symmetric, and `flip_last` tells the device stage that
+            // the CPU path ran them before it.
+            p.flip_last = flip;
+            if let Some(jp) = &jitter {
+                p.push_jitter(jp, false)?;
+            }
+            if gray {
+                p.push(PhotoOp::Grayscale)?;
+            }
+            if let Some(sigma) = sigma {
+                p.push(PhotoOp::Blur(sigma))?;
+            }
+        } else {
+            if let Some(jp) = &jitter {
+                color_jitter(&mut self.hwc, c, jp);
+            }
+            if gray {
+                to_grayscale(&mut self.hwc, c);
+            }
+            if let Some(sigma) = sigma {
+                gaussian_blur(&mut self.hwc, ow as usize, oh as usize, c, sigma, &mut self.tmp);
+            }
         }
         write_chw(&self.hwc, ow as usize, oh as usize, c, flip, out);
         Ok(())
@@ -904,27 +966,53 @@ impl Scratch {
         Ok(())
     }
 
-    /// Random resized crop, flip, then RandAugment.
-    fn rand_augment_view(&mut self, s: &RandAugmentSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+    /// Random resized crop, flip, then RandAugment (recorded into `rec`
+    /// instead of applied when it is given).
+    fn rand_augment_view(&mut self, s: &RandAugmentSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: View<'_>) -> Result<()> {
         let c = img.channels as usize;
         self.crop_then_flip(img, rng, (s.scale, s.ratio, s.flip), (ow, oh))?;
-        crate::augment_randaugment::rand_augment(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c, s.n, s.m, rng);
+        let (out, rec) = out;
+        if let Some(p) = rec {
+            let mut pushed = Ok(());
+            crate::augment_randaugment::sample_ops(rng, s.n, s.m, ow as usize, oh as usize, |op, mag| {
+                if op != crate::augment_randaugment::Op::Identity && pushed.is_ok() {
+                    pushed = p.push(PhotoOp::Ra { op, mag });
+                }
+            });
+            pushed?;
+        } else {
+            crate::augment_randaugment::rand_augment(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c, s.n, s.m, rng);
+        }
         write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
         Ok(())
     }
 
     /// The GLMC authors' ImageNet-LT pipeline: crop, flip, colour jitter
-    /// (PIL's), then timm's RandAugment.
-    fn randncls_view(&mut self, s: &RandnclsSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: &mut [u8]) -> Result<()> {
+    /// (PIL's), then timm's RandAugment (recorded into `rec` instead of
+    /// applied when it is given).
+    fn randncls_view(&mut self, s: &RandnclsSpec, img: &Decoded, rng: &mut Rng, (ow, oh): (u32, u32), out: View<'_>) -> Result<()> {
         let c = img.channels as usize;
         // torchvision draws in this order: crop, flip, RandomApply,
         // ColorJitter's order and factors, then RandAugment.
         self.crop_then_flip(img, rng, (s.scale, s.ratio, s.flip), (ow, oh))?;
-        if rng.bernoulli(s.jitter_p) {
-            let jp = jitter_params(rng, s.jitter);
-            crate::augment_timm::color_jitter_pil(&mut self.hwc, c, &jp);
+        let jitter = rng.bernoulli(s.jitter_p).then(|| jitter_params(rng, s.jitter));
+        let ra = s.rand_augment();
+        let (out, rec) = out;
+        if let Some(p) = rec {
+            p.fill = ra.fill;
+            if let Some(jp) = &jitter {
+                p.push_jitter(jp, true)?;
+            }
+            ra.sample(rng, &mut self.plan);
+            for a in &self.plan {
+                p.push(PhotoOp::Timm { op: a.op, arg: a.arg, resample: a.resample })?;
+            }
+        } else {
+            if let Some(jp) = &jitter {
+                crate::augment_timm::color_jitter_pil(&mut self.hwc, c, jp);
+            }
+            ra.apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
         }
-        s.rand_augment().apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
         write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
         Ok(())
     }
@@ -961,6 +1049,9 @@ impl Scratch {
         Ok(())
     }
 }
+
+/// A view's output slot and, in device mode, where its photometric part is recorded.
+type View<'a> = (&'a mut [u8], Option<&'a mut ViewParams>);
 
 /// Mirrors an HWC image left-right in place.
 pub fn flip_hwc(px: &mut [u8], width: usize, height: usize, c: usize) {

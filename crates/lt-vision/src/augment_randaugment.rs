@@ -72,32 +72,54 @@ pub fn magnitude(op: Op, m: u32, width: usize, height: usize) -> (f64, bool) {
 /// `scratch` is reused for the geometric operations.
 #[allow(clippy::too_many_arguments)]
 pub fn rand_augment(px: &mut Vec<u8>, scratch: &mut Vec<u8>, width: usize, height: usize, c: usize, n: u32, m: u32, rng: &mut Rng) {
+    sample_ops(rng, n, m, width, height, |op, mag| apply_op(px, scratch, width, height, c, op, mag));
+}
+
+/// Draws the `n` operations of one image, calling `each(op, signed
+/// magnitude)` in order: per operation its index, then the sign of a signed
+/// one. No draw depends on the pixels, so recording the operations
+/// (`loader.photometric = "device"`) and applying them at once draw the same.
+pub fn sample_ops(rng: &mut Rng, n: u32, m: u32, width: usize, height: usize, mut each: impl FnMut(Op, f64)) {
     for _ in 0..n {
         let op = OPS[rng.below(OPS.len() as u64) as usize];
         let (mut mag, signed) = magnitude(op, m, width, height);
         if signed && rng.below(2) == 1 {
             mag = -mag;
         }
-        apply_op(px, scratch, width, height, c, op, mag);
+        each(op, mag);
     }
+}
+
+/// The output → input map `[m0, m1, m2, m3, m4, m5]` of a geometric
+/// operation (output pixel centre `(x + ½, y + ½)` reads input
+/// `(m0·x + m1·y + m2, m3·x + m4·y + m5)`, nearest, zero outside); `None`
+/// for the others.
+pub fn affine_matrix(op: Op, mag: f64, w: usize, h: usize) -> Option<[f64; 6]> {
+    Some(match op {
+        // Shears about the top-left corner (torchvision passes center=[0, 0]).
+        Op::ShearX => [1.0, mag, 0.0, 0.0, 1.0, 0.0],
+        Op::ShearY => [1.0, 0.0, 0.0, mag, 1.0, 0.0],
+        Op::TranslateX => [1.0, 0.0, -(mag.trunc()), 0.0, 1.0, 0.0],
+        Op::TranslateY => [1.0, 0.0, 0.0, 0.0, 1.0, -(mag.trunc())],
+        Op::Rotate => {
+            // Output → input map of a counter-clockwise rotation about the
+            // image centre.
+            let (s, co) = mag.to_radians().sin_cos();
+            let (cx, cy) = (w as f64 * 0.5, h as f64 * 0.5);
+            [co, -s, cx - co * cx + s * cy, s, co, cy - s * cx - co * cy]
+        }
+        _ => return None,
+    })
 }
 
 /// One operation at an explicit magnitude.
 pub fn apply_op(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, op: Op, mag: f64) {
     match op {
         Op::Identity => {}
-        // Shears about the top-left corner (torchvision passes center=[0, 0]).
-        Op::ShearX => affine_nearest(px, scratch, w, h, c, [1.0, mag, 0.0, 0.0, 1.0, 0.0]),
-        Op::ShearY => affine_nearest(px, scratch, w, h, c, [1.0, 0.0, 0.0, mag, 1.0, 0.0]),
-        Op::TranslateX => affine_nearest(px, scratch, w, h, c, [1.0, 0.0, -(mag.trunc()), 0.0, 1.0, 0.0]),
-        Op::TranslateY => affine_nearest(px, scratch, w, h, c, [1.0, 0.0, 0.0, 0.0, 1.0, -(mag.trunc())]),
-        Op::Rotate => {
-            // Output → input map of a counter-clockwise rotation about the
-            // image centre.
-            let (s, co) = mag.to_radians().sin_cos();
-            let (cx, cy) = (w as f64 * 0.5, h as f64 * 0.5);
-            let m = [co, -s, cx - co * cx + s * cy, s, co, cy - s * cx - co * cy];
-            affine_nearest(px, scratch, w, h, c, m)
+        Op::ShearX | Op::ShearY | Op::TranslateX | Op::TranslateY | Op::Rotate => {
+            if let Some(m) = affine_matrix(op, mag, w, h) {
+                affine_nearest(px, scratch, w, h, c, m)
+            }
         }
         Op::Brightness => adjust_brightness(px, (1.0 + mag) as f32),
         Op::Color => adjust_saturation(px, c, (1.0 + mag) as f32),

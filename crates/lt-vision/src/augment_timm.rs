@@ -298,13 +298,28 @@ pub fn apply_op(
         TimmOp::Contrast => pil_contrast(px, c, arg as f32),
         TimmOp::Brightness => pil_brightness(px, arg as f32),
         TimmOp::Sharpness => pil_sharpness(px, scratch, w, h, c, arg as f32),
-        // shear_x: img.transform(size, AFFINE, (1, factor, 0, 0, 1, 0))
-        TimmOp::ShearX => pil_affine(px, scratch, w, h, c, [1.0, arg, 0.0, 0.0, 1.0, 0.0], resample, fill),
-        TimmOp::ShearY => pil_affine(px, scratch, w, h, c, [1.0, 0.0, 0.0, arg, 1.0, 0.0], resample, fill),
-        // translate_x_rel: pixels = pct * img.size[0]; (1, 0, pixels, 0, 1, 0)
-        TimmOp::TranslateXRel => pil_affine(px, scratch, w, h, c, [1.0, 0.0, arg * w as f64, 0.0, 1.0, 0.0], resample, fill),
-        TimmOp::TranslateYRel => pil_affine(px, scratch, w, h, c, [1.0, 0.0, 0.0, 0.0, 1.0, arg * h as f64], resample, fill),
+        TimmOp::ShearX | TimmOp::ShearY | TimmOp::TranslateXRel | TimmOp::TranslateYRel => {
+            if let Some(m) = affine_matrix(op, arg, w, h) {
+                pil_affine(px, scratch, w, h, c, m, resample, fill)
+            }
+        }
     }
+}
+
+/// The matrix [`pil_affine`] receives for a geometric op with argument
+/// `arg` on a `w × h` image; `None` for the other ops and for a rotation by
+/// a multiple of 360° (the identity, which [`pil_rotate`] skips).
+pub fn affine_matrix(op: TimmOp, arg: f64, w: usize, h: usize) -> Option<[f64; 6]> {
+    Some(match op {
+        TimmOp::Rotate => return rotate_matrix(arg, w, h),
+        // shear_x: img.transform(size, AFFINE, (1, factor, 0, 0, 1, 0))
+        TimmOp::ShearX => [1.0, arg, 0.0, 0.0, 1.0, 0.0],
+        TimmOp::ShearY => [1.0, 0.0, 0.0, arg, 1.0, 0.0],
+        // translate_x_rel: pixels = pct * img.size[0]; (1, 0, pixels, 0, 1, 0)
+        TimmOp::TranslateXRel => [1.0, 0.0, arg * w as f64, 0.0, 1.0, 0.0],
+        TimmOp::TranslateYRel => [1.0, 0.0, 0.0, 0.0, 1.0, arg * h as f64],
+        _ => return None,
+    })
 }
 
 /// `ImageOps.posterize` (`i & ~(2^(8 - bits) - 1)`); 0 bits gives black and
@@ -571,9 +586,17 @@ fn py_round15(x: f64) -> f64 {
 /// the identity.
 #[allow(clippy::too_many_arguments)]
 pub fn pil_rotate(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, degrees: f64, resample: Resample, fill: [u8; 3]) {
+    if let Some(m) = rotate_matrix(degrees, w, h) {
+        pil_affine(px, scratch, w, h, c, m, resample, fill)
+    }
+}
+
+/// The matrix `Image.rotate(degrees)` hands to the affine transform of a
+/// `w × h` image; `None` when `degrees % 360` is 0 (the identity).
+pub fn rotate_matrix(degrees: f64, w: usize, h: usize) -> Option<[f64; 6]> {
     let angle = degrees.rem_euclid(360.0); // Python's float %
     if angle == 0.0 {
-        return;
+        return None;
     }
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
     let a = -angle.to_radians(); // math.radians: angle * (pi / 180)
@@ -583,7 +606,7 @@ pub fn pil_rotate(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c
     let (m2, m5) = (m[0] * tx + m[1] * ty + m[2], m[3] * tx + m[4] * ty + m[5]);
     m[2] = m2 + cx;
     m[5] = m5 + cy;
-    pil_affine(px, scratch, w, h, c, m, resample, fill)
+    Some(m)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //!   `lt-bench e2e` (shards → loader → the same step), through
 //!   [`glmc::GlmcStepper`], which runs lt-train's own
 //!   [`lt_glmc::step::GlmcStep`] and [`lt_glmc::step::Updater`];
+//! - [`dist`]: `lt-bench dist`, alone or under torchrun: Gloo all-reduce
+//!   bandwidth and the same step data-parallel (c10d's Reducer), against
+//!   the plain step at world size 1;
 //! - the `lt-loader-bench` binary: loader throughput from shards with no
 //!   libtorch work (`loader`, on shards such as `lt-build photos` cuts from
 //!   photographs) and the augmentation kernels (`kernels`); its library part
@@ -15,6 +18,7 @@
 //!
 //! The figures, and the machines they ran on, are in `benches/RESULTS.md`.
 
+pub mod dist;
 pub mod error;
 pub mod glmc;
 

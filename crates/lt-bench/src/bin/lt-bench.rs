@@ -4,10 +4,11 @@
 //! lt-bench gpu --model resnext50 --batch-size 64 --precision amp --memory-format nhwc --steps 30 --warmup 10
 //! lt-bench loader --shards photos/ --pipeline imagenet --threads 16 --batch-size 64 --sampler paired:0.2
 //! lt-bench e2e --shards photos/ --pipeline imagenet --threads 16 --model resnext50 --batch-size 64 --precision amp
+//! torchrun --standalone --nproc-per-node 2 --no-python lt-bench dist --device cpu --torch-threads 1 --width 16
 //! ```
 //!
-//! Each prints a one-line summary, a `RESULT {json}` line, and appends the
-//! JSON line to `--json FILE`. Images/s count 2B per GLMC step (see
+//! Each prints a summary, a `RESULT {json}` line, and appends the JSON line
+//! to `--json FILE` (`dist`: rank 0 only). Images/s count 2B per GLMC step (see
 //! `lt_bench::glmc`). `--device auto` takes CUDA when libtorch sees it.
 
 use std::io::Write;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use lt_bench::dist::{group_from_env, run_dist_bench, DistBenchOptions};
 use lt_bench::glmc::{parse_model, run_e2e_bench, run_gpu_bench, E2eOptions, GpuBenchOptions, StepOptions};
 use lt_glmc::amp::{LossScaleConfig, MemoryFormat, Precision, PrecisionConfig};
 use lt_glmc::device::parse_device;
@@ -32,7 +34,13 @@ mod loader_args;
 use loader_args::LoaderBenchArgs;
 
 #[derive(Parser)]
-#[command(name = "lt-bench", version, about = "lt-glmc benchmarks: GLMC step on the device, loader, end to end")]
+// A flag given twice takes its last value (scripts append overrides).
+#[command(
+    name = "lt-bench",
+    version,
+    args_override_self = true,
+    about = "lt-glmc benchmarks: GLMC step on the device, loader, end to end, data-parallel"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -47,6 +55,9 @@ enum Cmd {
     /// Training throughput from shards, with the loader-only and gpu-only
     /// rates of the same settings and the ratios e2e/gpu and loader/gpu.
     E2e(E2eArgs),
+    /// Data-parallel cost, alone or under torchrun: Gloo all-reduce GB/s,
+    /// and the step data-parallel (the plain step at world size 1).
+    Dist(DistArgs),
 }
 
 #[derive(Args, Clone)]
@@ -130,6 +141,31 @@ struct E2eArgs {
     no_verify: bool,
 }
 
+#[derive(Args)]
+struct DistArgs {
+    /// The step's settings (`gpu`'s); --batch-size is per rank.
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// All-reduce sizes in MiB of f32, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,25,100")]
+    sizes_mib: Vec<f64>,
+    /// Timed all-reduce calls per size.
+    #[arg(long, default_value_t = 10)]
+    allreduce_iters: usize,
+    /// Untimed all-reduce calls per size before them.
+    #[arg(long, default_value_t = 2)]
+    allreduce_warmup: usize,
+    /// The gradient reducer's bucket cap in MiB (DDP's default).
+    #[arg(long, default_value_t = lt_glmc::dist::DEFAULT_BUCKET_CAP_MIB)]
+    bucket_cap_mib: usize,
+    /// Run the step through the gradient reducer at world size 1 too.
+    #[arg(long)]
+    reducer: bool,
+    /// Seconds to wait for the other ranks in any collective.
+    #[arg(long, default_value_t = 300)]
+    dist_timeout: u64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Keep freed activations in the process (see lt_glmc::host_alloc);
@@ -141,6 +177,7 @@ fn main() -> ExitCode {
         Cmd::Gpu(a) => gpu(a),
         Cmd::Loader(a) => loader(a),
         Cmd::E2e(a) => e2e(a),
+        Cmd::Dist(a) => dist(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,19 +218,41 @@ fn step_options(a: &StepArgs, classes: usize) -> anyhow::Result<(StepOptions, lt
     Ok((o, parse_device(&a.device)?))
 }
 
-fn gpu(a: GpuArgs) -> anyhow::Result<()> {
+fn gpu_options(a: &GpuArgs) -> anyhow::Result<GpuBenchOptions> {
     let small = matches!(parse_model(&a.step.model, a.step.width)?, Arch::ResNet32 { .. });
     let classes = a.classes.unwrap_or(if small { 100 } else { 1000 });
     let (step, device) = step_options(&a.step, classes)?;
-    let o = GpuBenchOptions {
+    Ok(GpuBenchOptions {
         step,
         image_size: a.size.unwrap_or(if small { 32 } else { 224 }),
         steps: a.step.steps,
         warmup: a.step.warmup,
         device,
-    };
-    let r = run_gpu_bench(&o).context("GLMC step benchmark")?;
+    })
+}
+
+fn gpu(a: GpuArgs) -> anyhow::Result<()> {
+    let r = run_gpu_bench(&gpu_options(&a)?).context("GLMC step benchmark")?;
     emit(&r.summary(), &r, a.step.json.as_ref())
+}
+
+fn dist(a: DistArgs) -> anyhow::Result<()> {
+    let timeout = std::time::Duration::from_secs(a.dist_timeout.max(1));
+    let o = DistBenchOptions {
+        step: gpu_options(&a.gpu)?,
+        sizes_mib: a.sizes_mib.clone(),
+        allreduce_iters: a.allreduce_iters,
+        allreduce_warmup: a.allreduce_warmup,
+        bucket_cap_mib: a.bucket_cap_mib,
+        reducer: a.reducer,
+        timeout,
+    };
+    let group = group_from_env(timeout).context("joining the torchrun group")?;
+    let r = run_dist_bench(&o, group).context("data-parallel benchmark")?;
+    if r.rank == 0 {
+        emit(&r.summary(), &r, a.gpu.step.json.as_ref())?;
+    }
+    Ok(())
 }
 
 fn loader(a: LoaderBenchArgs) -> anyhow::Result<()> {

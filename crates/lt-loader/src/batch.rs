@@ -10,6 +10,7 @@
 use crate::sampler::SamplerSpec;
 use crate::{LoaderError, Result};
 use crossbeam_channel::Sender;
+use lt_vision::photometric::ViewParams;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
 
@@ -80,6 +81,8 @@ pub struct Batch {
     pub width: usize,
     /// Slots whose own image was corrupt and was replaced (skip mode).
     pub skipped: usize,
+    /// Device-mode photometric records, `[view][slot]` (empty otherwise).
+    pub(crate) photometric: Vec<ViewParams>,
     pub sampler: SamplerSpec,
     pub(crate) storage: Option<Box<dyn BatchStorage>>,
     pub(crate) pool: Option<Sender<Box<dyn BatchStorage>>>,
@@ -112,6 +115,14 @@ impl Batch {
     pub fn view(&self, k: usize) -> &[u8] {
         let n = self.slots() * self.sample_bytes();
         &self.data()[k * n..(k + 1) * n]
+    }
+
+    /// The photometric stage each view still needs
+    /// (`loader.photometric = "device"`), view-major like [`Batch::data`]:
+    /// entry `k · slots + s` belongs to view `k` of slot `s`. Empty when the
+    /// workers applied it (`cpu` mode, or a pipeline without one).
+    pub fn photometric(&self) -> &[ViewParams] {
+        &self.photometric
     }
 
     /// For a paired sampler: the slot range of the instance half and of the

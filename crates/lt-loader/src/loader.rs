@@ -24,6 +24,7 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use lt_core::rng::Rng;
 use lt_vision::augment::{Augmenter, Pipeline};
 use lt_vision::codec::{self, Decoded};
+use lt_vision::photometric::{Photometric, ViewParams, MAX_PHOTO_OPS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -73,6 +74,11 @@ pub struct LoaderConfig {
     /// would (keyed by their slot in the whole step), so the ranks' batches
     /// together are the single-process batch.
     pub shard: Shard,
+    /// Where the pipeline's photometric stage runs: on the workers (`Cpu`,
+    /// the default), or recorded per view in [`Batch::photometric`] for the
+    /// consumer to apply on its device (`Device`; a no-op for pipelines
+    /// without a photometric stage, `cifar` and `eval`).
+    pub photometric: Photometric,
 }
 
 impl Default for LoaderConfig {
@@ -92,6 +98,7 @@ impl Default for LoaderConfig {
             start: Position::default(),
             allocator: Arc::new(HeapAllocator),
             shard: Shard::WHOLE,
+            photometric: Photometric::Cpu,
         }
     }
 }
@@ -115,6 +122,7 @@ impl LoaderConfig {
     with!(with_on_corrupt, on_corrupt, OnCorrupt);
     with!(with_allocator, allocator, Arc<dyn BatchAllocator>);
     with!(with_shard, shard, Shard);
+    with!(with_photometric, photometric, Photometric);
     pub fn with_drop_last(mut self, v: bool) -> Self {
         self.drop_last = Some(v);
         self
@@ -232,6 +240,8 @@ struct InFlight {
     indices: Vec<AtomicI64>,
     remaining: AtomicUsize,
     skipped: AtomicUsize,
+    /// Device mode: each view's photometric record, `[view][slot]`.
+    params: Mutex<Vec<ViewParams>>,
 }
 
 // SAFETY: `ptr` points into `storage`, whose address is stable (BatchStorage
@@ -261,6 +271,8 @@ struct Shared {
     out_size: (u32, u32),
     sample_bytes: usize,
     on_corrupt: OnCorrupt,
+    /// `Device` only for a pipeline with a photometric stage.
+    photometric: Photometric,
     counters: Counters,
     stop: AtomicBool,
 }
@@ -316,13 +328,25 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
     };
     let t = Instant::now();
     let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, b.position.epoch, b.position.step, job.step_slot as u64]);
+    let device = sh.photometric == Photometric::Device;
+    let mut params = if device { vec![ViewParams::EMPTY; sh.views] } else { Vec::new() };
     for k in 0..sh.views {
         let off = (k * b.slots + job.slot) * sh.sample_bytes;
         assert!(off + sh.sample_bytes <= b.len);
         // SAFETY: (view k, slot) ranges are disjoint across jobs and inside
         // the buffer (checked above); see `InFlight`.
         let out = unsafe { std::slice::from_raw_parts_mut(b.ptr.add(off), sh.sample_bytes) };
-        aug.view_into(&img, &mut rng, sh.out_size, out).map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
+        let r = match params.get_mut(k) {
+            Some(p) => aug.view_geometric_into(&img, &mut rng, sh.out_size, out, p),
+            None => aug.view_into(&img, &mut rng, sh.out_size, out),
+        };
+        r.map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
+    }
+    if device {
+        let mut all = b.params.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, p) in params.into_iter().enumerate() {
+            all[k * b.slots + job.slot] = p;
+        }
     }
     add_since(&sh.counters.augment_ns, t);
     b.labels[job.slot].store(sh.source.labels()[idx], Ordering::Relaxed);
@@ -445,6 +469,10 @@ impl Dispatch {
                 indices: (0..slots).map(|_| AtomicI64::new(-1)).collect(),
                 remaining: AtomicUsize::new(slots),
                 skipped: AtomicUsize::new(0),
+                params: Mutex::new(match self.sh.photometric {
+                    Photometric::Device => vec![ViewParams::EMPTY; self.sh.views * slots],
+                    Photometric::Cpu => Vec::new(),
+                }),
             });
             add_since(&self.sh.counters.dispatch_ns, t);
             if slots == 0 {
@@ -588,6 +616,14 @@ impl Loader {
             )));
         }
         let (channels, out_size) = output_shape(source.as_ref(), &pipeline, &cfg)?;
+        let photometric = if pipeline.has_photometric() { cfg.photometric } else { Photometric::Cpu };
+        if photometric == Photometric::Device && pipeline.max_photometric_ops() > MAX_PHOTO_OPS {
+            return Err(LoaderError::Config(format!(
+                "photometric = \"device\" records at most {MAX_PHOTO_OPS} photometric ops per view, and this pipeline makes up to {} \
+                 (fewer RandAugment ops, or photometric = \"cpu\")",
+                pipeline.max_photometric_ops()
+            )));
+        }
         let sample_bytes = channels as usize * out_size.0 as usize * out_size.1 as usize;
         let batch_bytes = cfg.views * cfg.sampler.slots(cfg.shard.max_len(cfg.batch_size)) * sample_bytes;
         let sh = Arc::new(Shared {
@@ -599,6 +635,7 @@ impl Loader {
             out_size,
             sample_bytes,
             on_corrupt: cfg.on_corrupt,
+            photometric,
             counters: Counters::default(),
             stop: AtomicBool::new(false),
         });
@@ -634,6 +671,12 @@ impl Loader {
     /// `[C, H, W]` of one sample.
     pub fn sample_shape(&self) -> [usize; 3] {
         [self.sh.channels as usize, self.sh.out_size.1 as usize, self.sh.out_size.0 as usize]
+    }
+
+    /// Where the photometric stage runs: the configured mode, except that a
+    /// pipeline without one (`cifar`, `eval`) always reports `Cpu`.
+    pub fn photometric(&self) -> Photometric {
+        self.sh.photometric
     }
 
     /// Bytes of one batch buffer.
@@ -684,6 +727,7 @@ impl Loader {
             height: self.sh.out_size.1 as usize,
             width: self.sh.out_size.0 as usize,
             skipped: fl.skipped.load(Ordering::Relaxed),
+            photometric: std::mem::take(&mut *fl.params.lock().unwrap_or_else(|p| p.into_inner())),
             sampler: self.sampler,
             storage,
             pool: Some(self.pool_tx.clone()),

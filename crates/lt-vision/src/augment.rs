@@ -23,31 +23,6 @@ use fast_image_resize as fr;
 use lt_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Defines `$dispatch`, which runs `$impl_fn` compiled for AVX2 when the CPU
-/// has it and for baseline x86-64 otherwise. The workspace targets baseline
-/// x86-64, where these pixel loops get 4-wide SSE2 at best. Results are
-/// bit-identical either way: Rust never reassociates or fuses float
-/// operations, so wider vectors only change how many pixels go at once.
-macro_rules! simd_dispatch {
-    ($dispatch:ident, $impl_fn:ident, ($($arg:ident: $ty:ty),*)) => {
-        #[inline]
-        fn $dispatch($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    $impl_fn($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 support was just detected.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $impl_fn($($arg),*)
-        }
-    };
-}
-
 /// A crop rectangle in source pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CropBox {
@@ -134,12 +109,6 @@ pub fn pad_crop_flip_chw(img: &Decoded, pad: u32, size: (u32, u32), top: u32, le
     }
 }
 
-/// ITU-R 601 luma with torchvision's weights.
-#[inline]
-fn luma(r: u8, g: u8, b: u8) -> f32 {
-    0.2989 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
-}
-
 /// Round-half-up to `u8` with saturation. `f32::round` is a libm call on
 /// baseline x86-64 and kept these loops from vectorising; for the clamped,
 /// non-negative value `+ 0.5` then truncation is the same rounding.
@@ -165,58 +134,26 @@ pub fn adjust_brightness(px: &mut [u8], f: f32) {
 
 /// Contrast: blend with the mean luma of the whole image.
 pub fn adjust_contrast(px: &mut [u8], c: usize, f: f32) {
-    dispatch_adjust_contrast(px, c, f)
-}
-
-simd_dispatch!(dispatch_adjust_contrast, adjust_contrast_impl, (px: &mut [u8], c: usize, f: f32));
-
-#[inline(always)]
-fn adjust_contrast_impl(px: &mut [u8], c: usize, f: f32) {
     let mean = if c == 3 {
-        let s: f64 = px.chunks_exact(3).map(|p| luma(p[0], p[1], p[2]) as f64).sum();
-        s / (px.len() / 3).max(1) as f64
+        crate::kernels::luma_sum_rgb(px) / (px.len() / 3).max(1) as f64
     } else {
-        px.iter().map(|&p| p as f64).sum::<f64>() / px.len().max(1) as f64
+        crate::kernels::byte_sum(px) as f64 / px.len().max(1) as f64
     } as f32;
     let lut = blend_lut(f, mean);
-    px.iter_mut().for_each(|p| *p = lut[*p as usize]);
+    crate::kernels::apply_lut(px, &lut);
 }
 
 /// Saturation: blend each pixel with its own luma (no-op on gray).
 pub fn adjust_saturation(px: &mut [u8], c: usize, f: f32) {
-    dispatch_adjust_saturation(px, c, f)
-}
-
-simd_dispatch!(dispatch_adjust_saturation, adjust_saturation_impl, (px: &mut [u8], c: usize, f: f32));
-
-#[inline(always)]
-fn adjust_saturation_impl(px: &mut [u8], c: usize, f: f32) {
-    if c != 3 {
-        return;
-    }
-    for p in px.chunks_exact_mut(3) {
-        let g = (1.0 - f) * luma(p[0], p[1], p[2]);
-        for v in p.iter_mut() {
-            *v = clamp_u8(f * *v as f32 + g);
-        }
+    if c == 3 {
+        crate::kernels::saturation_rgb(px, f)
     }
 }
 
 /// Grayscale keeping three channels.
 pub fn to_grayscale(px: &mut [u8], c: usize) {
-    dispatch_to_grayscale(px, c)
-}
-
-simd_dispatch!(dispatch_to_grayscale, to_grayscale_impl, (px: &mut [u8], c: usize));
-
-#[inline(always)]
-fn to_grayscale_impl(px: &mut [u8], c: usize) {
-    if c != 3 {
-        return;
-    }
-    for p in px.chunks_exact_mut(3) {
-        let g = clamp_u8(luma(p[0], p[1], p[2]));
-        p.fill(g);
+    if c == 3 {
+        crate::kernels::grayscale_rgb(px)
     }
 }
 
@@ -273,75 +210,10 @@ pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     k
 }
 
-#[inline]
-fn reflect(i: i64, n: i64) -> usize {
-    // Reflect without repeating the edge ("reflect" padding); n ≥ 1.
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n - 1);
-    let mut m = i.rem_euclid(period);
-    if m >= n {
-        m = period - m;
-    }
-    m as usize
-}
-
 /// Separable Gaussian blur with reflect borders (torchvision's padding),
 /// in place. `tmp` is scratch that is reused across calls.
 pub fn gaussian_blur(px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>) {
-    dispatch_gaussian_blur(px, width, height, c, sigma, tmp)
-}
-
-simd_dispatch!(dispatch_gaussian_blur, gaussian_blur_impl, (px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>));
-
-#[inline(always)]
-fn gaussian_blur_impl(px: &mut [u8], width: usize, height: usize, c: usize, sigma: f32, tmp: &mut Vec<f32>) {
-    let k = gaussian_kernel(sigma);
-    let r = (k.len() / 2) as i64;
-    let stride = width * c;
-    tmp.clear();
-    tmp.resize(stride * height, 0.0);
-    // Horizontal: a reflect-padded copy of each row makes the tap loop a
-    // straight slice multiply-add the compiler can vectorise.
-    let ru = r as usize;
-    let mut padded = vec![0f32; (width + 2 * ru) * c];
-    for y in 0..height {
-        let row = &px[y * stride..(y + 1) * stride];
-        // Interior: a straight conversion; only the 2r border columns need
-        // the reflect index arithmetic.
-        for (d, &s) in padded[ru * c..ru * c + stride].iter_mut().zip(row) {
-            *d = s as f32;
-        }
-        for xp in (0..ru).chain(width + ru..width + 2 * ru) {
-            let sx = reflect(xp as i64 - r, width as i64);
-            for ch in 0..c {
-                padded[xp * c + ch] = row[sx * c + ch] as f32;
-            }
-        }
-        let out = &mut tmp[y * stride..(y + 1) * stride];
-        for (t, &wt) in k.iter().enumerate() {
-            let src = &padded[t * c..t * c + stride];
-            for (o, s) in out.iter_mut().zip(src) {
-                *o += wt * s;
-            }
-        }
-    }
-    // Vertical.
-    let mut acc = vec![0f32; stride];
-    for y in 0..height {
-        acc.fill(0.0);
-        for (t, &wt) in k.iter().enumerate() {
-            let sy = reflect(y as i64 + t as i64 - r, height as i64);
-            let src = &tmp[sy * stride..(sy + 1) * stride];
-            for (a, s) in acc.iter_mut().zip(src) {
-                *a += wt * s;
-            }
-        }
-        for (d, a) in px[y * stride..(y + 1) * stride].iter_mut().zip(&acc) {
-            *d = (a + 0.5).clamp(0.0, 255.0) as u8;
-        }
-    }
+    crate::kernels::gaussian_blur(px, width, height, c, &gaussian_kernel(sigma), tmp)
 }
 
 fn pixel_type(c: u8) -> fr::PixelType {

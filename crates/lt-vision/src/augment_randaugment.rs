@@ -147,21 +147,7 @@ pub fn apply_op(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: 
 fn affine_nearest(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, m: [f64; 6]) {
     scratch.clear();
     scratch.resize(px.len(), 0);
-    for y in 0..h {
-        let yc = y as f64 + 0.5;
-        for x in 0..w {
-            let xc = x as f64 + 0.5;
-            // Truncation is floor for the non-negative values kept here
-            // (and avoids a libm call per pixel).
-            let sx = m[0] * xc + m[1] * yc + m[2];
-            let sy = m[3] * xc + m[4] * yc + m[5];
-            if sx >= 0.0 && sy >= 0.0 && (sx as usize) < w && (sy as usize) < h {
-                let si = (sy as usize * w + sx as usize) * c;
-                let di = (y * w + x) * c;
-                scratch[di..di + c].copy_from_slice(&px[si..si + c]);
-            }
-        }
-    }
+    crate::kernels::affine_nearest(px, scratch, w, h, c, &m);
     std::mem::swap(px, scratch);
 }
 
@@ -171,37 +157,8 @@ fn sharpness(px: &mut [u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize,
     if w < 3 || h < 3 {
         return;
     }
-    smooth3x3(px, scratch, w, h, c);
-    for (o, d) in px.iter_mut().zip(scratch.iter()) {
-        *o = ((f * *o as f32 + (1.0 - f) * *d as f32).clamp(0.0, 255.0) + 0.5) as u8;
-    }
-}
-
-/// `scratch` = `px` filtered with PIL's `ImageFilter.SMOOTH`
-/// (`[[1,1,1],[1,5,1],[1,1,1]] / 13`, rounded to nearest) on the interior;
-/// the one-pixel border is copied, as PIL's `ImagingFilter3x3` does.
-/// Integer sums are exact: `s / 13` is never within PIL's float error of a
-/// rounding tie (the nearest fractions are 6/13 and 7/13).
-pub(crate) fn smooth3x3(px: &[u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize) {
-    scratch.clear();
-    scratch.extend_from_slice(px);
-    if w < 3 || h < 3 {
-        return;
-    }
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for ch in 0..c {
-                let mut s = 0u32;
-                for dy in 0..3 {
-                    for dx in 0..3 {
-                        s += px[((y + dy - 1) * w + x + dx - 1) * c + ch] as u32;
-                    }
-                }
-                s += 4 * px[(y * w + x) * c + ch] as u32;
-                scratch[(y * w + x) * c + ch] = ((s as f32 / 13.0 + 0.5) as u32).min(255) as u8;
-            }
-        }
-    }
+    crate::kernels::smooth3x3(px, scratch, w, h, c);
+    crate::kernels::tv_blend_with(px, scratch, f);
 }
 
 fn autocontrast(px: &mut [u8], c: usize) {

@@ -43,7 +43,7 @@
 //! `Color` is the identity, as `ImageEnhance.Color` is on mode `L`).
 
 use crate::augment::JitterParams;
-use crate::augment_randaugment::{equalize, smooth3x3};
+use crate::augment_randaugment::equalize;
 use lt_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -387,35 +387,26 @@ pub fn pil_brightness(px: &mut [u8], f: f32) {
 /// of the mean PIL luma, `int(mean + 0.5)`.
 pub fn pil_contrast(px: &mut [u8], c: usize, f: f32) {
     let n = (px.len() / c).max(1) as u64;
-    let sum: u64 =
-        if c == 3 { px.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2]) as u64).sum() } else { px.iter().map(|&v| v as u64).sum() };
+    let sum = if c == 3 { crate::kernels::pil_luma_sum_rgb(px) } else { crate::kernels::byte_sum(px) };
     // ImageStat.Stat(L).mean[0] is sum / count in double precision.
     let mean = (sum as f64 / n as f64 + 0.5) as u8;
     let lut = blend_const_lut(mean, f);
-    px.iter_mut().for_each(|v| *v = lut[*v as usize]);
+    crate::kernels::apply_lut(px, &lut);
 }
 
 /// `ImageEnhance.Color(img).enhance(f)`: blend with the image's own PIL
 /// luma (`convert("L").convert("RGB")`); the identity on gray images.
 pub fn pil_color(px: &mut [u8], c: usize, f: f32) {
-    if c != 3 {
-        return;
-    }
-    for p in px.chunks_exact_mut(3) {
-        let l = pil_luma(p[0], p[1], p[2]);
-        for v in p.iter_mut() {
-            *v = pil_blend(l, *v, f);
-        }
+    if c == 3 {
+        crate::kernels::pil_color_rgb(px, f)
     }
 }
 
 /// `ImageEnhance.Sharpness(img).enhance(f)`: blend with
 /// `img.filter(ImageFilter.SMOOTH)`.
 pub fn pil_sharpness(px: &mut [u8], scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, f: f32) {
-    smooth3x3(px, scratch, w, h, c);
-    for (o, &d) in px.iter_mut().zip(scratch.iter()) {
-        *o = pil_blend(d, *o, f);
-    }
+    crate::kernels::smooth3x3(px, scratch, w, h, c);
+    crate::kernels::pil_blend_with(px, scratch, f);
 }
 
 /// `ImageOps.autocontrast(img)` (cutoff 0): per channel,
@@ -478,22 +469,6 @@ fn fill_for(c: usize, fill: [u8; 3]) -> [u8; 3] {
     }
 }
 
-#[inline]
-fn clip_index(v: i64, n: usize) -> usize {
-    v.clamp(0, n as i64 - 1) as usize
-}
-
-/// Geometry.c `BICUBIC(v, v1, v2, v3, v4, d)` (a = −1 cubic), in its exact
-/// operation order.
-#[inline]
-fn bicubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
-    let p1 = v2;
-    let p2 = -v1 + v3;
-    let p3 = 2.0 * (v1 - v2) + v3 - v4;
-    let p4 = -v1 + v2 - v3 + v4;
-    p1 + d * (p2 + d * (p3 + d * p4))
-}
-
 /// PIL `img.transform(img.size, Image.AFFINE, m, resample, fillcolor=fill)`
 /// with a bilinear or bicubic filter: `ImagingGenericTransform` — output
 /// pixel `(x, y)` samples the input at `(m0·(x+½) + m1·(y+½) + m2,
@@ -501,75 +476,13 @@ fn bicubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
 /// fill colour, points inside are interpolated with edge-clamped taps.
 #[allow(clippy::too_many_arguments)]
 pub fn pil_affine(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, m: [f64; 6], resample: Resample, fill: [u8; 3]) {
-    let fill = fill_for(c, fill);
     scratch.clear();
-    scratch.reserve(px.len());
-    for _ in 0..w * h {
-        scratch.extend_from_slice(&fill[..c]);
-    }
-    let (wf, hf) = (w as f64, h as f64);
-    let src: &[u8] = px;
-    let at = |row: usize, col: usize, b: usize| src[(row * w + col) * c + b] as f64;
-    for y in 0..h {
-        for x in 0..w {
-            // affine_transform
-            let xin = x as f64 + 0.5;
-            let yin = y as f64 + 0.5;
-            let sx = m[0] * xin + m[1] * yin + m[2];
-            let sy = m[3] * xin + m[4] * yin + m[5];
-            // *_HEAD: `if (xin < 0.0 || xin >= xsize || ...) return 0;`
-            if sx < 0.0 || sx >= wf || sy < 0.0 || sy >= hf || sx.is_nan() || sy.is_nan() {
-                continue;
-            }
-            let (sx, sy) = (sx - 0.5, sy - 0.5);
-            let (xf, yf) = (sx.floor(), sy.floor());
-            let (dx, dy) = (sx - xf, sy - yf);
-            let (xi, yi) = (xf as i64, yf as i64);
-            let out = &mut scratch[(y * w + x) * c..(y * w + x + 1) * c];
-            match resample {
-                Resample::Bilinear => {
-                    let r0 = clip_index(yi, h);
-                    let x0 = clip_index(xi, w);
-                    let x1 = clip_index(xi + 1, w);
-                    let has_r1 = yi + 1 >= 0 && yi + 1 < h as i64;
-                    for (b, o) in out.iter_mut().enumerate() {
-                        // BILINEAR(v, a, b, d): a + (b - a) * d
-                        let (a0, b0) = (at(r0, x0, b), at(r0, x1, b));
-                        let v1 = a0 + (b0 - a0) * dx;
-                        let v2 = if has_r1 {
-                            let r1 = (yi + 1) as usize;
-                            let (a1, b1) = (at(r1, x0, b), at(r1, x1, b));
-                            a1 + (b1 - a1) * dx
-                        } else {
-                            v1
-                        };
-                        let v = v1 + (v2 - v1) * dy;
-                        *o = v as u8; // (UINT8)v1
-                    }
-                }
-                Resample::Bicubic => {
-                    let (xi, yi) = (xi - 1, yi - 1);
-                    let xs = [clip_index(xi, w), clip_index(xi + 1, w), clip_index(xi + 2, w), clip_index(xi + 3, w)];
-                    let row_in = |k: i64| yi + k >= 0 && yi + k < h as i64;
-                    for (b, o) in out.iter_mut().enumerate() {
-                        let horiz = |row: usize| bicubic(at(row, xs[0], b), at(row, xs[1], b), at(row, xs[2], b), at(row, xs[3], b), dx);
-                        let v1 = horiz(clip_index(yi, h));
-                        let v2 = if row_in(1) { horiz((yi + 1) as usize) } else { v1 };
-                        let v3 = if row_in(2) { horiz((yi + 2) as usize) } else { v2 };
-                        let v4 = if row_in(3) { horiz((yi + 3) as usize) } else { v3 };
-                        let v = bicubic(v1, v2, v3, v4, dy);
-                        *o = if v <= 0.0 {
-                            0
-                        } else if v >= 255.0 {
-                            255
-                        } else {
-                            v as u8
-                        };
-                    }
-                }
-            }
-        }
-    }
+    scratch.resize(px.len(), 0);
+    let filter = match resample {
+        Resample::Bilinear => crate::kernels::Filter::Bilinear,
+        Resample::Bicubic => crate::kernels::Filter::Bicubic,
+    };
+    crate::kernels::pil_affine(px, scratch, (w, h, c), &m, filter, fill_for(c, fill));
     std::mem::swap(px, scratch);
 }
 

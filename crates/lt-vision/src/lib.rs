@@ -15,7 +15,11 @@ pub mod augment;
 pub mod augment_randaugment;
 pub mod augment_timm;
 pub mod codec;
+mod kernels;
 pub mod photometric;
+#[doc(hidden)]
+pub mod reference;
+mod simd;
 
 /// Errors of the image kernels.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,10 @@
 # - Installs Debian's libgloo-dev (apt, as root or through sudo) when gloo's
 #   headers are missing: lt-glmc's dist module compiles c10d's Gloo process
 #   group, and the torch wheel ships c10d's headers but not gloo's.
+# - Installs Debian's cmake and nasm when missing: lt-vision links
+#   libjpeg-turbo 3 for `loader.jpeg_draft` (the turbojpeg crate builds it
+#   from its bundled source with cmake, its SIMD code with nasm; Debian 12's
+#   libturbojpeg is 2.1, too old for the crate).
 # - Writes nothing into the repository. Source tools/env.sh afterwards (the
 #   other scripts do) to point cargo at the venv.
 set -euo pipefail
@@ -48,5 +52,10 @@ if [ ! -f /usr/include/gloo/config.h ] && [ -z "${GLOO_INCLUDE:-}" ]; then
     say "installing Debian's libgloo-dev (gloo's headers, for lt-glmc's dist module)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libgloo-dev >/dev/null
+fi
+if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null; then
+    say "installing Debian's cmake and nasm (lt-vision builds libjpeg-turbo for loader.jpeg_draft)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq cmake nasm >/dev/null
 fi
 say "libtorch: $("$VENV/bin/python" -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')"

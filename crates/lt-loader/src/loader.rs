@@ -17,12 +17,12 @@
 //! [`Loader`] disconnects when dropped, so no thread can outlive it.
 
 use crate::batch::{Batch, BatchAllocator, BatchStorage, HeapAllocator, Position};
-use crate::sampler::{EpochPlan, Sampler, SamplerSpec, Shard, STREAM_AUGMENT};
+use crate::sampler::{EpochPlan, Sampler, SamplerSpec, Shard, STREAM_AUGMENT, STREAM_AUGMENT_DRAFT};
 use crate::source::EncodedSource;
 use crate::{LoaderError, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use lt_core::rng::Rng;
-use lt_vision::augment::{Augmenter, Pipeline};
+use lt_vision::augment::{rrc_params, Augmenter, Pipeline};
 use lt_vision::codec::{self, Decoded};
 use lt_vision::photometric::{Photometric, ViewParams, MAX_PHOTO_OPS};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,16 @@ pub struct LoaderConfig {
     /// consumer to apply on its device (`Device`; a no-op for pipelines
     /// without a photometric stage, `cifar` and `eval`).
     pub photometric: Photometric,
+    /// Decode JPEGs at reduced DCT scale where the crops allow
+    /// ([`draft_denom`]): the random-resized-crop pipelines (`imagenet`,
+    /// `randaugment`, `imagenet-randncls`) draw each view's crop from the
+    /// size in the JPEG header before decoding, with one generator per view
+    /// (`STREAM_AUGMENT_DRAFT`), and libjpeg-turbo decodes at the smallest
+    /// scale (1/8, 1/4, 1/2) at which every view's crop still covers at
+    /// least the output size. Different bytes from the default path (which
+    /// decodes every image in full, as torchvision does), equally
+    /// deterministic. Other pipelines and non-JPEG rows are unaffected.
+    pub jpeg_draft: bool,
 }
 
 impl Default for LoaderConfig {
@@ -99,6 +109,7 @@ impl Default for LoaderConfig {
             allocator: Arc::new(HeapAllocator),
             shard: Shard::WHOLE,
             photometric: Photometric::Cpu,
+            jpeg_draft: false,
         }
     }
 }
@@ -123,6 +134,7 @@ impl LoaderConfig {
     with!(with_allocator, allocator, Arc<dyn BatchAllocator>);
     with!(with_shard, shard, Shard);
     with!(with_photometric, photometric, Photometric);
+    with!(with_jpeg_draft, jpeg_draft, bool);
     pub fn with_drop_last(mut self, v: bool) -> Self {
         self.drop_last = Some(v);
         self
@@ -167,6 +179,7 @@ struct Counters {
     views: AtomicU64,
     skipped: AtomicU64,
     batches: AtomicU64,
+    draft: [AtomicU64; 4],
 }
 
 /// A snapshot of the stage counters.
@@ -184,6 +197,9 @@ pub struct StageStats {
     pub views: u64,
     pub skipped: u64,
     pub batches: u64,
+    /// `jpeg_draft`: images decoded at 1/1, 1/2, 1/4 and 1/8 scale.
+    #[serde(default)]
+    pub draft: [u64; 4],
 }
 
 /// The counters accumulated between two snapshots (`later - earlier`).
@@ -200,6 +216,7 @@ impl std::ops::Sub for StageStats {
             views: self.views - b.views,
             skipped: self.skipped - b.skipped,
             batches: self.batches - b.batches,
+            draft: std::array::from_fn(|i| self.draft[i] - b.draft[i]),
         }
     }
 }
@@ -220,6 +237,7 @@ impl Counters {
             views: self.views.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            draft: std::array::from_fn(|i| self.draft[i].load(Ordering::Relaxed)),
         }
     }
 }
@@ -273,14 +291,70 @@ struct Shared {
     on_corrupt: OnCorrupt,
     /// `Device` only for a pipeline with a photometric stage.
     photometric: Photometric,
+    /// `jpeg_draft` with a pipeline that crops: its RandomResizedCrop
+    /// (scale, ratio).
+    draft: Option<DraftCrop>,
     counters: Counters,
     stop: AtomicBool,
 }
 
+/// The RandomResizedCrop parameters `(scale, ratio)` of a pipeline.
+pub type DraftCrop = ((f64, f64), (f64, f64));
+
+/// The crop of the pipelines whose views start with a RandomResizedCrop
+/// drawn from the source size (their first draw: draft decoding relies on
+/// it, `tests/pipeline.rs` checks it).
+pub fn rrc_of(p: &Pipeline) -> Option<DraftCrop> {
+    match p {
+        Pipeline::ImageNet(s) => Some((s.scale, s.ratio)),
+        Pipeline::RandAugment(s) => Some((s.scale, s.ratio)),
+        Pipeline::Randncls(s) => Some((s.scale, s.ratio)),
+        Pipeline::Cifar(_) | Pipeline::Eval(_) => None,
+    }
+}
+
+/// The DCT scale denominator for a `width × height` JPEG: the largest of
+/// 8, 4, 2 at which the crop each view's generator draws first (from the
+/// reduced size, exactly as the view will draw it) is at least `out` in
+/// both sides, else 1. `rngs` are the views' generators (cloned, not
+/// advanced).
+pub fn draft_denom(width: u32, height: u32, crop: DraftCrop, rngs: &[Rng], out: (u32, u32)) -> u32 {
+    for denom in [8, 4, 2] {
+        let (w, h) = codec::draft_size(width, height, denom);
+        let fits = rngs.iter().all(|r| {
+            let c = rrc_params(&mut r.clone(), w, h, crop.0, crop.1);
+            c.width >= out.0 && c.height >= out.1
+        });
+        if fits {
+            return denom;
+        }
+    }
+    1
+}
+
 /// Decodes to the loader's channel count.
 pub fn decode_to(bytes: &[u8], channels: u8) -> lt_vision::Result<Decoded> {
-    let img = codec::decode(bytes)?;
-    Ok(match (img.channels, channels) {
+    Ok(to_channels(codec::decode(bytes)?, channels))
+}
+
+/// `jpeg_draft`: a JPEG at the scale [`draft_denom`] picks for these views
+/// (libjpeg-turbo), with that scale; anything else, or a JPEG libjpeg-turbo
+/// refuses, through [`decode_to`] at scale 1.
+pub fn decode_draft(bytes: &[u8], channels: u8, crop: DraftCrop, rngs: &[Rng], out: (u32, u32)) -> lt_vision::Result<(Decoded, u32)> {
+    if codec::sniff(bytes) == Some(codec::Format::Jpeg) {
+        if let Ok((w, h)) = codec::jpeg_size(bytes) {
+            let denom = draft_denom(w, h, crop, rngs, out);
+            if let Ok(img) = codec::decode_jpeg_draft(bytes, denom) {
+                return Ok((to_channels(img, channels), denom));
+            }
+        }
+    }
+    Ok((decode_to(bytes, channels)?, 1))
+}
+
+/// Gray replicated to RGB, or RGB reduced to luma, as `channels` asks.
+fn to_channels(img: Decoded, channels: u8) -> Decoded {
+    match (img.channels, channels) {
         (1, 3) => img.to_rgb(),
         (3, 1) => {
             let px = img
@@ -291,7 +365,7 @@ pub fn decode_to(bytes: &[u8], channels: u8) -> lt_vision::Result<Decoded> {
             Decoded { width: img.width, height: img.height, channels: 1, pixels: px }
         }
         _ => img,
-    })
+    }
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -309,12 +383,27 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
     let n = sh.source.len();
     let mut idx = job.index;
     let mut skipped = 0usize;
+    let pos = b.position;
+    // Draft mode: one generator per view, so each view's crop is known
+    // before the decode.
+    let mut view_rngs: Vec<Rng> = match sh.draft {
+        Some(_) => (0..sh.views as u64)
+            .map(|k| Rng::derive(sh.seed, &[STREAM_AUGMENT_DRAFT, pos.epoch, pos.step, job.step_slot as u64, k]))
+            .collect(),
+        None => Vec::new(),
+    };
     let img = loop {
         let t = Instant::now();
         let bytes = sh.source.fetch(idx)?;
         add_since(&sh.counters.read_ns, t);
         let t = Instant::now();
-        let r = decode_to(&bytes, sh.channels);
+        let r = match sh.draft {
+            Some(crop) => decode_draft(&bytes, sh.channels, crop, &view_rngs, sh.out_size).map(|(img, denom)| {
+                sh.counters.draft[denom.trailing_zeros() as usize].fetch_add(1, Ordering::Relaxed);
+                img
+            }),
+            None => decode_to(&bytes, sh.channels),
+        };
         add_since(&sh.counters.decode_ns, t);
         match r {
             Ok(img) => break img,
@@ -327,7 +416,7 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
         }
     };
     let t = Instant::now();
-    let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, b.position.epoch, b.position.step, job.step_slot as u64]);
+    let mut rng = Rng::derive(sh.seed, &[STREAM_AUGMENT, pos.epoch, pos.step, job.step_slot as u64]);
     let device = sh.photometric == Photometric::Device;
     let mut params = if device { vec![ViewParams::EMPTY; sh.views] } else { Vec::new() };
     for k in 0..sh.views {
@@ -336,9 +425,10 @@ fn process(sh: &Shared, aug: &mut Augmenter, job: &Job) -> Result<()> {
         // SAFETY: (view k, slot) ranges are disjoint across jobs and inside
         // the buffer (checked above); see `InFlight`.
         let out = unsafe { std::slice::from_raw_parts_mut(b.ptr.add(off), sh.sample_bytes) };
+        let rng = view_rngs.get_mut(k).unwrap_or(&mut rng);
         let r = match params.get_mut(k) {
-            Some(p) => aug.view_geometric_into(&img, &mut rng, sh.out_size, out, p),
-            None => aug.view_into(&img, &mut rng, sh.out_size, out),
+            Some(p) => aug.view_geometric_into(&img, rng, sh.out_size, out, p),
+            None => aug.view_into(&img, rng, sh.out_size, out),
         };
         r.map_err(|e| LoaderError::Augment { location: sh.source.locate(idx), source: e })?;
     }
@@ -626,6 +716,7 @@ impl Loader {
         }
         let sample_bytes = channels as usize * out_size.0 as usize * out_size.1 as usize;
         let batch_bytes = cfg.views * cfg.sampler.slots(cfg.shard.max_len(cfg.batch_size)) * sample_bytes;
+        let draft = if cfg.jpeg_draft { rrc_of(&pipeline) } else { None };
         let sh = Arc::new(Shared {
             source,
             pipeline,
@@ -636,6 +727,7 @@ impl Loader {
             sample_bytes,
             on_corrupt: cfg.on_corrupt,
             photometric,
+            draft,
             counters: Counters::default(),
             stop: AtomicBool::new(false),
         });

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const STREAM_INSTANCE: u64 = 0x1157;
 pub const STREAM_WEIGHTED: u64 = 0x3e16;
 pub const STREAM_AUGMENT: u64 = 0xa06e;
+/// `loader.jpeg_draft`: one augmentation stream per view, keyed
+/// `(epoch, step, slot, view)`, so each view's crop can be drawn before the
+/// image is decoded.
+pub const STREAM_AUGMENT_DRAFT: u64 = 0xa06f;
 
 /// Which indices a step draws.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -340,6 +340,7 @@ fn finetune_loader(recipe: &Recipe, ds: &Dataset, s: &Setup, device: Device, don
         })
         .with_channels(s.in_channels as u8)
         .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+        .with_jpeg_draft(recipe.loader.jpeg_draft)
         .with_epochs(stop as u64)
         .with_state(LoaderState { seed: recipe.train.seed, position: Position { epoch: done as u64, step: 0 } })
         .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));

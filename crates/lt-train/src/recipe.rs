@@ -281,6 +281,12 @@ pub struct LoaderSection {
     /// Replace undecodable images by the next row (counted) instead of stopping.
     #[serde(default)]
     pub skip_corrupt: bool,
+    /// Decode training JPEGs at reduced DCT scale where the random resized
+    /// crops allow (lt-loader's `LoaderConfig::jpeg_draft`): cheaper
+    /// decodes, different (equally deterministic) views than torchvision's
+    /// full decode. Evaluation always decodes in full.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jpeg_draft: bool,
     /// Evaluation batch size (default 256).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
@@ -309,6 +315,7 @@ impl Default for LoaderSection {
             pool_size: default_pool(),
             memory_budget_mib: default_budget(),
             skip_corrupt: false,
+            jpeg_draft: false,
             eval_batch_size: default_eval_batch(),
         }
     }

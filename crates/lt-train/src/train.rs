@@ -878,6 +878,7 @@ fn train_loader(
         .with_shard(shard)
         .with_channels(s.in_channels as u8)
         .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
+        .with_jpeg_draft(recipe.loader.jpeg_draft)
         .with_epochs(stop as u64)
         .with_state(LoaderState { seed: recipe.train.seed, position })
         .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));

@@ -268,6 +268,62 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
         .map_err(|e| VisionError::Decode(e.to_string()))
 }
 
+/// The DCT scale denominators libjpeg can decode at (Pillow's
+/// `Image.draft` picks among the same).
+pub const DRAFT_DENOMS: [u32; 4] = [1, 2, 4, 8];
+
+/// Size of a `width × height` JPEG decoded at `1/denom`: libjpeg's
+/// `ceil(side / denom)`.
+pub fn draft_size(width: u32, height: u32, denom: u32) -> (u32, u32) {
+    (width.div_ceil(denom), height.div_ceil(denom))
+}
+
+thread_local! {
+    /// One libjpeg-turbo decompressor per thread (its set-up allocates).
+    static TURBO: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
+}
+
+fn with_turbo<T>(f: impl FnOnce(&mut turbojpeg::Decompressor) -> turbojpeg::Result<T>) -> Result<T> {
+    TURBO.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(turbojpeg::Decompressor::new().map_err(|e| VisionError::Decode(format!("libjpeg-turbo: {e}")))?);
+        }
+        f(slot.as_mut().expect("set above")).map_err(|e| VisionError::Decode(format!("libjpeg-turbo: {e}")))
+    })
+}
+
+/// A JPEG's width and height from its header (no pixel decode).
+pub fn jpeg_size(bytes: &[u8]) -> Result<(u32, u32)> {
+    let h = with_turbo(|d| d.read_header(bytes))?;
+    Ok((h.width as u32, h.height as u32))
+}
+
+/// Decodes a JPEG with libjpeg-turbo at `1/denom` of its size (`denom` in
+/// [`DRAFT_DENOMS`]): the scaling happens in the inverse DCT, as in
+/// Pillow's draft mode, so a smaller output costs less than a full decode.
+/// Gray JPEGs stay gray, everything else becomes RGB. The bytes differ
+/// slightly from [`decode`]'s (zune-jpeg) even at `denom = 1`: another IDCT
+/// and chroma upsampling. Used by `loader.jpeg_draft` only; evaluation and
+/// the default training path decode with [`decode`].
+pub fn decode_jpeg_draft(bytes: &[u8], denom: u32) -> Result<Decoded> {
+    if !DRAFT_DENOMS.contains(&denom) {
+        return Err(VisionError::Invalid(format!("JPEG draft scale 1/{denom} is not one of 1, 1/2, 1/4, 1/8")));
+    }
+    with_turbo(|d| {
+        let header = d.read_header(bytes)?;
+        let gray = header.colorspace == turbojpeg::Colorspace::Gray;
+        let (format, channels) = if gray { (turbojpeg::PixelFormat::GRAY, 1u8) } else { (turbojpeg::PixelFormat::RGB, 3u8) };
+        d.set_scaling_factor(turbojpeg::ScalingFactor::new(1, denom as usize))?;
+        let (w, h) = draft_size(header.width as u32, header.height as u32, denom);
+        let pitch = w as usize * channels as usize;
+        let mut pixels = vec![0u8; pitch * h as usize];
+        let image = turbojpeg::Image { pixels: pixels.as_mut_slice(), width: w as usize, pitch, height: h as usize, format };
+        d.decompress(bytes, image)?;
+        Ok(Decoded { width: w, height: h, channels, pixels })
+    })
+}
+
 fn color(channels: u8) -> image::ExtendedColorType {
     if channels == 1 {
         image::ExtendedColorType::L8
@@ -396,6 +452,45 @@ mod tests {
     fn crc32_matches_the_reference_value() {
         // The standard check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(&[b"123456789"]), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn jpeg_draft_decodes_at_reduced_scale() {
+        // A smooth 67×45 RGB gradient and its gray version.
+        let mut rgb = Vec::new();
+        for y in 0..45u32 {
+            for x in 0..67u32 {
+                rgb.extend_from_slice(&[(x * 3) as u8, (y * 5) as u8, ((x + y) * 2) as u8]);
+            }
+        }
+        let img = Decoded::try_new(67, 45, 3, rgb).unwrap();
+        let gray = Decoded::try_new(67, 45, 1, img.pixels.chunks_exact(3).map(|p| p[1]).collect()).unwrap();
+        for src in [&img, &gray] {
+            let jpg = encode_jpeg(src, 95).unwrap();
+            assert_eq!(jpeg_size(&jpg).unwrap(), (67, 45));
+            let full = decode(&jpg).unwrap();
+            for denom in DRAFT_DENOMS {
+                let d = decode_jpeg_draft(&jpg, denom).unwrap();
+                assert_eq!((d.width, d.height), draft_size(67, 45, denom));
+                assert_eq!(d.channels, src.channels);
+                // Close to the full decode's pixel at the block's centre.
+                if denom <= 2 {
+                    let c = src.channels as usize;
+                    let (x, y) = (20usize, 10usize);
+                    let ours = d.pixels[(y * d.width as usize + x) * c] as i32;
+                    let want = full.pixels[((y * denom as usize) * 67 + x * denom as usize) * c] as i32;
+                    assert!((ours - want).abs() <= 12, "1/{denom}: {ours} vs {want}");
+                }
+            }
+            // libjpeg-turbo at full scale is within a level or two of zune-jpeg.
+            let d = decode_jpeg_draft(&jpg, 1).unwrap();
+            let worst = d.pixels.iter().zip(&full.pixels).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+            assert!(worst <= 3, "libjpeg-turbo vs zune-jpeg: {worst} levels");
+        }
+        assert_eq!(draft_size(67, 45, 8), (9, 6));
+        assert!(decode_jpeg_draft(&encode_jpeg(&img, 90).unwrap(), 3).is_err());
+        assert!(decode_jpeg_draft(b"not a jpeg", 2).is_err());
+        assert!(jpeg_size(&encode_png(&img).unwrap()).is_err());
     }
 
     #[test]

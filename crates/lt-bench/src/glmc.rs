@@ -520,6 +520,7 @@ pub fn run_e2e_bench(o: &E2eOptions) -> Result<E2eReport> {
         sampler,
         pool_size: o.pool_size,
         source: o.source.clone(),
+        ..LoaderBenchOptions::default()
     };
     let loader_report = run_loader_bench(&lo)?;
     let [c, h, w] = loader_report.sample_shape;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use lt_loader::bench::{parse_pipeline, LoaderBenchOptions};
 use lt_loader::sampler::SamplerSpec;
 use lt_loader::source::ShardSourceOptions;
+use lt_vision::photometric::Photometric;
 use std::path::PathBuf;
 
 /// The `loader` benchmark's flags.
@@ -49,6 +50,15 @@ pub struct LoaderBenchArgs {
     /// Append the JSON report to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Where the photometric stage runs: cpu (on the workers) or device
+    /// (recorded in the batch; the loader-only measurement then leaves it
+    /// undone).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "device"])]
+    pub photometric: String,
+    /// Decode JPEGs at reduced DCT scale where the crops allow
+    /// (`loader.jpeg_draft`).
+    #[arg(long)]
+    pub jpeg_draft: bool,
 }
 
 impl LoaderBenchArgs {
@@ -68,6 +78,8 @@ impl LoaderBenchArgs {
             sampler: SamplerSpec::parse(&self.sampler).context("--sampler")?,
             pool_size: self.pool_size,
             source: ShardSourceOptions::default().with_memory_budget(self.memory_budget_mib << 20).with_verify(!self.no_verify),
+            photometric: if self.photometric == "device" { Photometric::Device } else { Photometric::Cpu },
+            jpeg_draft: self.jpeg_draft,
         })
     }
 }

@@ -28,6 +28,9 @@
 //! - [`amp`]: precision (fp32, TF32, fp16 autocast with dynamic loss
 //!   scaling), channels-last, cuDNN autotuning;
 //! - [`device`]: `cpu` / `cuda:N` / `auto` by name;
+//! - [`photometric`]: the loader's recorded photometric stage (ColorJitter,
+//!   grayscale, blur, both RandAugments) applied to the uploaded batch on
+//!   the device, with the CPU kernels' bytes (`loader.photometric = "device"`);
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
 //! - [`host_alloc`]: glibc malloc settings that keep freed activations in
 //!   the process (no page faults per CPU step);
@@ -81,6 +84,7 @@ pub mod metrics;
 pub mod mix;
 pub mod model;
 pub mod optim;
+pub mod photometric;
 pub mod pinned;
 pub mod step;
 

@@ -1,5 +1,6 @@
 //! The epoch loop every training stage runs (lt-train and `lt-train
-//! finetune`): batches from the loader, one [`Step`] each through the
+//! finetune`): batches from the loader (their recorded photometric stage
+//! applied on the device, `loader.photometric = "device"`), one [`Step`] each through the
 //! shared [`Updater`], the epoch's record, evaluation at the recipe's
 //! cadence, checkpoints at epoch ends (and every N steps when asked),
 //! TensorBoard event files (the recipe's `[log]`), and the progress
@@ -20,6 +21,7 @@ use crate::train::{epoch_end_state, evaluate, next_batch, AccState, Dataset, Epo
 use lt_glmc::amp::{LossScaleState, PrecisionConfig};
 use lt_glmc::checkpoint::{self, TrainState};
 use lt_glmc::metrics::EvalReport;
+use lt_glmc::photometric;
 use lt_glmc::pinned::batch_to_device;
 use lt_glmc::step::{Step, StepModel, Updater};
 use lt_report::records::{append_metrics, EpochRecord};
@@ -118,6 +120,9 @@ impl EpochLoop<'_> {
             for i in std::mem::take(&mut first)..steps {
                 let batch = next_batch(loader, epoch, i)?;
                 let (x, y) = batch_to_device(&batch, self.device)?;
+                // `loader.photometric = "device"`: the views' recorded
+                // photometric stage, on the device (a no-op otherwise).
+                let x = photometric::apply(&x, batch.photometric())?;
                 let m = StepModel { net: &s.net, stats: &s.stats, norm: &s.norm, precision: self.precision };
                 let o = upd.apply(&mut s.opt, step, &m, (&x, &y), alpha, (global, epoch))?;
                 if let Some(t) = trace.as_deref_mut() {

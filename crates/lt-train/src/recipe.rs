@@ -42,6 +42,7 @@ use lt_glmc::loss::{LossConfig, RebalancedLoss};
 use lt_glmc::maxnorm::ProjectEvery;
 use lt_glmc::model::Arch;
 use lt_glmc::optim::{LrSchedule, SgdConfig};
+use lt_vision::photometric::{Photometric, MAX_PHOTO_OPS};
 
 /// A whole recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -287,6 +288,16 @@ pub struct LoaderSection {
     /// full decode. Evaluation always decodes in full.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jpeg_draft: bool,
+    /// Where the training pipeline's photometric stage runs (colour jitter,
+    /// grayscale and blur of `imagenet`, the RandAugment ops of
+    /// `randaugment` and `imagenet-randncls`): `"cpu"`, on the loader's
+    /// workers, or `"device"`, recorded by the workers and applied to the
+    /// batch on the training device right after its upload
+    /// ([`lt_glmc::photometric`], the same bytes as the CPU kernels).
+    /// Absent: `"device"` on CUDA for a pipeline that has the stage, `"cpu"`
+    /// otherwise ([`LoaderSection::photometric_on`]). Evaluation never uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photometric: Option<Photometric>,
     /// Evaluation batch size (default 256).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
@@ -316,8 +327,54 @@ impl Default for LoaderSection {
             memory_budget_mib: default_budget(),
             skip_corrupt: false,
             jpeg_draft: false,
+            photometric: None,
             eval_batch_size: default_eval_batch(),
         }
+    }
+}
+
+impl LoaderSection {
+    /// Where the photometric stage runs when training on CUDA (`cuda`) or
+    /// not: `loader.photometric` when given, else `device` on CUDA for a
+    /// pipeline with a photometric stage that fits the per-view record, and
+    /// `cpu` otherwise.
+    pub fn photometric_on(&self, cuda: bool) -> Result<Photometric> {
+        let p = self.augment.resolve()?;
+        Ok(match self.photometric {
+            Some(m) => m,
+            None if cuda && p.has_photometric() && p.max_photometric_ops() <= MAX_PHOTO_OPS => Photometric::Device,
+            None => Photometric::Cpu,
+        })
+    }
+
+    /// `loader.photometric = "device"` needs a pipeline with a photometric
+    /// stage that fits the per-view record.
+    fn check_photometric(&self) -> Result<()> {
+        if self.photometric != Some(Photometric::Device) {
+            return Ok(());
+        }
+        let p = self.augment.resolve()?;
+        let kind = serde_json::to_value(&p).ok().and_then(|v| v["kind"].as_str().map(str::to_string)).unwrap_or_default();
+        if !p.has_photometric() {
+            return Err(TrainError::recipe(
+                "loader.photometric",
+                format!(
+                    "\"device\" moves the photometric stage of imagenet, randaugment and imagenet-randncls to the device; \
+                     the {kind} pipeline has none (remove loader.photometric or set it to \"cpu\")"
+                ),
+            ));
+        }
+        if p.max_photometric_ops() > MAX_PHOTO_OPS {
+            return Err(TrainError::recipe(
+                "loader.photometric",
+                format!(
+                    "\"device\" records at most {MAX_PHOTO_OPS} photometric ops per view and the {kind} pipeline makes up to {} \
+                     (fewer RandAugment ops, or loader.photometric = \"cpu\")",
+                    p.max_photometric_ops()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -689,6 +746,7 @@ impl Recipe {
             return bad("loader.views", format!("{:?} uses {want_views} view(s), not {}", self.train.method, l.views.unwrap_or(0)));
         }
         l.augment.resolve()?;
+        l.check_photometric()?;
         if let Some(e) = &l.eval {
             e.resolve()?;
         }

@@ -854,8 +854,10 @@ fn restore(
 
 /// The training loader of a run from `start` up to epoch `stop`: the
 /// method's views and sampler, the recipe's workers and corrupt-image
-/// policy, tensor-backed (pinned on CUDA) buffers; this rank's `shard` of
-/// every step of the global batch.
+/// policy, where the photometric stage runs (`loader.photometric`; the
+/// epoch loop applies recorded stages after the upload), tensor-backed
+/// (pinned on CUDA) buffers; this rank's `shard` of every step of the
+/// global batch.
 fn train_loader(
     recipe: &Recipe,
     ds: &Dataset,
@@ -879,6 +881,7 @@ fn train_loader(
         .with_channels(s.in_channels as u8)
         .with_on_corrupt(if recipe.loader.skip_corrupt { OnCorrupt::Skip } else { OnCorrupt::Error })
         .with_jpeg_draft(recipe.loader.jpeg_draft)
+        .with_photometric(recipe.loader.photometric_on(device.is_cuda())?)
         .with_epochs(stop as u64)
         .with_state(LoaderState { seed: recipe.train.seed, position })
         .with_allocator(Arc::new(TensorAllocator::new(recipe.perf.pinned && device.is_cuda())));

@@ -3,7 +3,9 @@
 // FileStore, the collectives lt-glmc needs on tch tensors, c10d's
 // broadcast_coalesced, and DDP's gradient synchronisation, c10d::Reducer
 // (src/dist.rs). Nothing here is a home-made collective or bucketing: every
-// call is c10d's own.
+// call is c10d's own. The NCCL process group is made in dist_nccl.cpp (when
+// the build has CUDA's and NCCL's headers); everything here then works on
+// it too, c10d's ProcessGroup dispatching CUDA tensors to NCCL.
 //
 // Compiled by build.rs with the `cc` crate against the headers of the
 // libtorch torch-sys links, with -DUSE_C10D_GLOO and gloo's headers (Debian's
@@ -18,33 +20,28 @@
 //
 // Every function is `extern "C"` and `noexcept`: a C++ exception never
 // crosses into Rust. Each returns LT_DIST_OK (0) on success; on failure it
-// returns LT_DIST_ERROR (1), or LT_DIST_TIMEOUT (2) when c10d or gloo
-// reported a timeout, and writes the exception's message, NUL-terminated and
+// returns LT_DIST_ERROR (1), or LT_DIST_TIMEOUT (2) when c10d, gloo or NCCL
+// reported a timeout, or LT_DIST_UNAVAILABLE (3) when the backend cannot run
+// here (dist.h), and writes the exception's message, NUL-terminated and
 // cut to fit, into `err[0..err_len]`.
 
-#include "error.h"
+#include "dist.h"
 
 #include <c10/util/Exception.h>
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
-#include <torch/csrc/distributed/c10d/exception.h>
 #include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <memory>
 #include <string>
@@ -58,20 +55,10 @@
 
 namespace {
 
-constexpr int LT_DIST_OK = 0;
-constexpr int LT_DIST_ERROR = 1;
-constexpr int LT_DIST_TIMEOUT = 2;
-
-// `pg` is the Gloo backend the collectives below call; `group` is the
-// c10d::ProcessGroup that dispatches to it (what torch.distributed's
-// ProcessGroup object is, and what c10d::Reducer and broadcast_coalesced
-// take). Both share one backend, so one set_timeout applies to both.
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-  std::chrono::milliseconds timeout;
-};
+using lt_glmc::dist::file_store;
+using lt_glmc::dist::Group;
+using lt_glmc::dist::guarded;
+using lt_glmc::dist::tcp_store;
 
 // DDP's gradient synchronisation: c10d's Reducer and the Logger DDP
 // attaches to it (the Reducer logs through it: its errors, and a set of
@@ -80,42 +67,6 @@ struct GradReducer {
   std::shared_ptr<c10d::Reducer> reducer;
   std::shared_ptr<c10d::Logger> logger;
 };
-
-using lt_glmc::write_error;
-
-// Whether a message reports a timeout: gloo's "Timed out waiting 2000ms for
-// recv operation", c10d's "Operation timed out!", the stores' "Timeout
-// waiting for key" / "wait timeout".
-bool mentions_timeout(const char* msg) noexcept {
-  try {
-    std::string s(msg);
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s.find("timed out") != std::string::npos || s.find("timeout") != std::string::npos;
-  } catch (...) {
-    return false;
-  }
-}
-
-template <class F>
-int guarded(char* err, std::size_t err_len, F&& f) noexcept {
-  try {
-    f();
-    return LT_DIST_OK;
-  } catch (const c10d::TimeoutError& e) {
-    write_error(e.what_without_backtrace(), err, err_len);
-    return LT_DIST_TIMEOUT;
-  } catch (const c10::Error& e) {
-    const char* msg = e.what_without_backtrace();
-    write_error(msg, err, err_len);
-    return mentions_timeout(msg) ? LT_DIST_TIMEOUT : LT_DIST_ERROR;
-  } catch (const std::exception& e) {
-    write_error(e.what(), err, err_len);
-    return mentions_timeout(e.what()) ? LT_DIST_TIMEOUT : LT_DIST_ERROR;
-  } catch (...) {
-    write_error("unknown C++ exception", err, err_len);
-  }
-  return LT_DIST_ERROR;
-}
 
 // Gloo's transport devices: one per interface named in `ifnames`
 // (comma-separated, as GLOO_SOCKET_IFNAME), else one bound to `hostname`,
@@ -157,7 +108,7 @@ Group* make_group(c10::intrusive_ptr<c10d::Store> store, int rank, int world, st
   auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
   group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
   group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, pg);
-  return new Group{std::move(store), std::move(pg), std::move(group), timeout};
+  return new Group{std::move(store), std::move(pg), std::move(group), timeout, /*abort_on_free=*/false};
 }
 
 void check_group(const Group* g) {
@@ -198,20 +149,8 @@ int lt_dist_new_gloo_tcp(const char* host, std::uint16_t port, bool is_server, c
                          std::int64_t timeout_ms, const char* ifnames, const char* hostname, void** out, char* err,
                          std::size_t err_len) noexcept {
   return guarded(err, err_len, [&] {
-    TORCH_CHECK(host != nullptr && out != nullptr, "null argument");
-    c10d::TCPStoreOptions so;
-    so.port = port;
-    so.isServer = is_server;
-    so.numWorkers = static_cast<std::size_t>(world);
-    // As torch.distributed's TCPStore(wait_for_workers=True): each rank
-    // checks in, and the host waits for all (so it outlives their joining).
-    so.waitWorkers = true;
-    so.timeout = std::chrono::milliseconds(timeout_ms);
-    so.multiTenant = true;
-    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
-    if (prefix != nullptr && prefix[0] != '\0') {
-      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
-    }
+    TORCH_CHECK(out != nullptr, "null argument");
+    auto store = tcp_store(host, port, is_server, prefix, world, timeout_ms);
     *out = make_group(std::move(store), rank, world, timeout_ms, ifnames, hostname);
   });
 }
@@ -221,15 +160,30 @@ int lt_dist_new_gloo_tcp(const char* host, std::uint16_t port, bool is_server, c
 int lt_dist_new_gloo_file(const char* path, int rank, int world, std::int64_t timeout_ms, const char* ifnames,
                           const char* hostname, void** out, char* err, std::size_t err_len) noexcept {
   return guarded(err, err_len, [&] {
-    TORCH_CHECK(path != nullptr && out != nullptr, "null argument");
-    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::FileStore>(std::string(path), world);
+    TORCH_CHECK(out != nullptr, "null argument");
+    auto store = file_store(path, world);
     *out = make_group(std::move(store), rank, world, timeout_ms, ifnames, hostname);
   });
 }
 
+// Frees a group of either backend. An NCCL group's communicators are
+// aborted first (ProcessGroup::abort, ncclCommAbort: it returns at once),
+// which is what ProcessGroupNCCL's destructor does for a group that
+// destroy_process_group never shut down; a graceful shutdown
+// (ncclCommFinalize) can wait on a peer that is gone.
 void lt_dist_free(void* group) noexcept {
+  auto* g = static_cast<Group*>(group);
+  if (g == nullptr) {
+    return;
+  }
+  if (g->abort_on_free) {
+    try {
+      g->group->abort();
+    } catch (...) {
+    }
+  }
   try {
-    delete static_cast<Group*>(group);
+    delete g;
   } catch (...) {
     // A destructor that throws: nothing left to report to.
   }

@@ -30,8 +30,22 @@
 //!   stalls makes the backward fail with [`GlmcError::Dist`] or
 //!   [`GlmcError::DistTimeout`], not hang.
 //!
-//! The backend is Gloo ([`Backend::Gloo`]), which works on CPU tensors;
-//! NCCL for CUDA tensors is to come. As in torch.distributed, every rank
+//! Two backends, c10d's own: [`Backend::Gloo`] (CPU tensors, over TCP) and
+//! [`Backend::Nccl`] (CUDA tensors: `ProcessGroupNCCL`, one GPU per rank,
+//! `cuda:LOCAL_RANK` by default, [`GroupConfig::cuda_device`]). On an NCCL
+//! group the collectives also take CPU tensors, which go through the
+//! group's GPU (a copy each way; meant for small host values such as loss
+//! values and evaluation counts), while [`GradReducer`] and
+//! [`DataParallel`] need the parameters on the group's GPU. NCCL exists
+//! only when lt-glmc was compiled with CUDA's and NCCL's headers
+//! (`tools/setup.sh` installs the missing ones into the torch venv; see
+//! build.rs): otherwise, or when no CUDA device is visible, creating an
+//! NCCL group is [`GlmcError::DistUnavailable`] ([`Backend::is_built`]
+//! tells which build this is). Every collective waits for its result,
+//! bounded by the group's timeout; on NCCL, c10d's watchdog enforces the
+//! same timeout and, by PyTorch's default (`TORCH_NCCL_ASYNC_ERROR_HANDLING=3`),
+//! takes the process down when a collective fails or times out, as under
+//! torch.distributed. As in torch.distributed, every rank
 //! must call the same collectives in the same order with tensors of the
 //! same shape and kind (a data-parallel step is one such call on every
 //! rank). After a collective, or a backward's gradient all-reduce through
@@ -72,12 +86,26 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub enum Backend {
     /// c10d's ProcessGroupGloo: CPU tensors, over TCP.
     Gloo,
+    /// c10d's ProcessGroupNCCL: CUDA tensors, one GPU per rank (CPU tensors
+    /// go through it; see the module docs). Needs a build with NCCL
+    /// ([`Backend::is_built`]) and a visible CUDA device.
+    Nccl,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Gloo => "gloo",
+            Backend::Nccl => "nccl",
+        }
+    }
+
+    /// Whether this build of lt-glmc has the backend: Gloo always; NCCL
+    /// when build.rs found CUDA's and NCCL's headers.
+    pub fn is_built(self) -> bool {
+        match self {
+            Backend::Gloo => true,
+            Backend::Nccl => cfg!(lt_glmc_nccl),
         }
     }
 }
@@ -87,10 +115,17 @@ impl std::str::FromStr for Backend {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "gloo" => Ok(Backend::Gloo),
-            "nccl" => Err(GlmcError::setting("backend", "nccl is not built yet; use gloo")),
-            _ => Err(GlmcError::setting("backend", format!("'{s}' (known: gloo)"))),
+            "nccl" => Ok(Backend::Nccl),
+            _ => Err(GlmcError::setting("backend", format!("'{s}' (known: gloo, nccl)"))),
         }
     }
+}
+
+/// Why this build has no NCCL (build.rs's finding), for the error.
+#[cfg(not(lt_glmc_nccl))]
+fn nccl_not_built() -> GlmcError {
+    let why = option_env!("LT_GLMC_NO_NCCL_WHY").unwrap_or("its headers were not found; run tools/setup.sh and rebuild");
+    GlmcError::DistUnavailable { backend: "nccl", why: format!("this build of lt-glmc has no NCCL (build.rs: {why})") }
 }
 
 /// Where the ranks meet: c10d's key-value store, through which gloo's
@@ -129,7 +164,11 @@ pub struct GroupConfig {
     pub local_rank: Option<usize>,
     /// Bounds joining the group and every collective.
     pub timeout: Duration,
+    /// Gloo's network device (NCCL picks its own: NCCL_SOCKET_IFNAME).
     pub device: GlooDevice,
+    /// NCCL: this rank's GPU. `None`: `local_rank`, else the rank modulo
+    /// the visible devices. Ignored by Gloo.
+    pub cuda_device: Option<usize>,
 }
 
 /// torchrun's description of this process's place in the group.
@@ -205,7 +244,8 @@ impl DistEnv {
         }
     }
 
-    /// A Gloo group of this environment, with `timeout`.
+    /// A group of this environment with `backend` and `timeout` (NCCL on
+    /// `cuda:LOCAL_RANK`).
     pub fn config(&self, backend: Backend, timeout: Duration) -> GroupConfig {
         GroupConfig {
             backend,
@@ -217,6 +257,7 @@ impl DistEnv {
                 Some(names) => GlooDevice::Interfaces(names.clone()),
                 None => GlooDevice::Default,
             },
+            cuda_device: None,
         }
     }
 }
@@ -233,14 +274,17 @@ pub struct ProcessGroup {
     rank: usize,
     world_size: usize,
     local_rank: Option<usize>,
+    /// NCCL: the GPU the group's communicator is on.
+    cuda_device: Option<usize>,
     timeout: Duration,
     /// Set by the first failed collective; later calls refuse to run.
     broken: RefCell<Option<String>>,
 }
 
-// SAFETY: the group is c10d's ProcessGroupGloo plus its store, both usable
-// from any thread; the handle is only freed in Drop. It is not Sync: calls
-// from several threads at once would race on the order of collectives.
+// SAFETY: the group is c10d's ProcessGroupGloo or ProcessGroupNCCL plus
+// its store, both usable from any thread; the handle is only freed in Drop.
+// It is not Sync: calls from several threads at once would race on the
+// order of collectives.
 unsafe impl Send for ProcessGroup {}
 
 impl std::fmt::Debug for ProcessGroup {
@@ -250,14 +294,45 @@ impl std::fmt::Debug for ProcessGroup {
             .field("rank", &self.rank)
             .field("world_size", &self.world_size)
             .field("local_rank", &self.local_rank)
+            .field("cuda_device", &self.cuda_device)
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
-// csrc/dist.cpp. Each returns 0, 1 (error) or 2 (timeout) with the C++
-// exception's message (NUL-terminated, cut to fit) in `err[..err_len]`.
-// Tensors are tch's C_tensor*, i.e. at::Tensor*.
+// csrc/dist.cpp and csrc/dist_nccl.cpp. Each returns 0, 1 (error), 2
+// (timeout) or 3 (backend unavailable) with the C++ exception's message
+// (NUL-terminated, cut to fit) in `err[..err_len]`. Tensors are tch's
+// C_tensor*, i.e. at::Tensor*.
+#[cfg(lt_glmc_nccl)]
+extern "C" {
+    fn lt_dist_new_nccl_tcp(
+        host: *const c_char,
+        port: u16,
+        is_server: bool,
+        prefix: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        device: c_int,
+        out: *mut *mut c_void,
+        device_out: *mut c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn lt_dist_new_nccl_file(
+        path: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        device: c_int,
+        out: *mut *mut c_void,
+        device_out: *mut c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
 extern "C" {
     fn lt_dist_new_gloo_tcp(
         host: *const c_char,
@@ -352,7 +427,12 @@ fn call(op: &'static str, timeout: Duration, f: impl FnOnce(*mut c_char, usize) 
     err[last] = 0;
     // SAFETY: a NUL-terminated string within the buffer.
     let why = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    Err(if code == 2 { GlmcError::DistTimeout { op, timeout, why } } else { GlmcError::Dist { op, why } })
+    Err(match code {
+        2 => GlmcError::DistTimeout { op, timeout, why },
+        // Only an NCCL group's creation says this (no CUDA device visible).
+        3 => GlmcError::DistUnavailable { backend: "nccl", why },
+        _ => GlmcError::Dist { op, why },
+    })
 }
 
 fn c_string(op: &'static str, what: &str, s: &str) -> Result<CString> {
@@ -392,15 +472,20 @@ impl ProcessGroup {
             local_rank: None,
             timeout,
             device: GlooDevice::Hostname("127.0.0.1".into()),
+            cuda_device: None,
         };
         Self::new(&Store::File(path.as_ref().to_owned()), config)
     }
 
     /// Joins a group through `store`. Blocks until every rank has joined,
-    /// or fails after `config.timeout`.
+    /// or fails after `config.timeout`. NCCL: the communicator is made here,
+    /// on `config.cuda_device` (which becomes this thread's current CUDA
+    /// device, as `torch.cuda.set_device`); without a visible CUDA device,
+    /// or in a build without NCCL, this is [`GlmcError::DistUnavailable`]
+    /// before any store is touched.
     pub fn new(store: &Store, config: GroupConfig) -> Result<Self> {
         const OP: &str = "create process group";
-        let GroupConfig { backend, rank, world_size, local_rank, timeout, device } = config;
+        let GroupConfig { backend, rank, world_size, local_rank, timeout, device, cuda_device } = config;
         if world_size == 0 || world_size > c_int::MAX as usize {
             return Err(GlmcError::Dist { op: OP, why: format!("world size {world_size}") });
         }
@@ -416,6 +501,14 @@ impl ProcessGroup {
         let ifnames = c_string(OP, "interface", &ifnames)?;
         let hostname = c_string(OP, "host name", &hostname)?;
         let mut raw: *mut c_void = ptr::null_mut();
+        // NCCL's GPU: asked for, else LOCAL_RANK, else (-1) the shim's guess.
+        #[cfg_attr(not(lt_glmc_nccl), allow(unused_variables))]
+        let wanted = match cuda_device.or(local_rank) {
+            Some(i) => c_int::try_from(i).map_err(|_| GlmcError::Dist { op: OP, why: format!("CUDA device {i}") })?,
+            None => -1,
+        };
+        #[cfg_attr(not(lt_glmc_nccl), allow(unused_mut))]
+        let mut used: c_int = -1;
         match (backend, store) {
             (Backend::Gloo, Store::Tcp { host, port, is_server, prefix }) => {
                 let host = c_string(OP, "host", host)?;
@@ -456,11 +549,45 @@ impl ProcessGroup {
                     )
                 })?;
             }
+            #[cfg(lt_glmc_nccl)]
+            (Backend::Nccl, Store::Tcp { host, port, is_server, prefix }) => {
+                let host = c_string(OP, "host", host)?;
+                let prefix = c_string(OP, "prefix", prefix)?;
+                // SAFETY: live C strings and out-pointers; the shim catches
+                // every C++ exception.
+                call(OP, timeout, |err, len| unsafe {
+                    lt_dist_new_nccl_tcp(
+                        host.as_ptr(),
+                        *port,
+                        *is_server,
+                        prefix.as_ptr(),
+                        rank as c_int,
+                        world_size as c_int,
+                        ms,
+                        wanted,
+                        &mut raw,
+                        &mut used,
+                        err,
+                        len,
+                    )
+                })?;
+            }
+            #[cfg(lt_glmc_nccl)]
+            (Backend::Nccl, Store::File(path)) => {
+                let path = c_string(OP, "store path", &path.to_string_lossy())?;
+                // SAFETY: as above.
+                call(OP, timeout, |err, len| unsafe {
+                    lt_dist_new_nccl_file(path.as_ptr(), rank as c_int, world_size as c_int, ms, wanted, &mut raw, &mut used, err, len)
+                })?;
+            }
+            #[cfg(not(lt_glmc_nccl))]
+            (Backend::Nccl, _) => return Err(nccl_not_built()),
         }
         if raw.is_null() {
             return Err(GlmcError::Dist { op: OP, why: "the shim returned no group".into() });
         }
-        Ok(ProcessGroup { raw, backend, rank, world_size, local_rank, timeout, broken: RefCell::new(None) })
+        let cuda_device = usize::try_from(used).ok().filter(|_| backend == Backend::Nccl);
+        Ok(ProcessGroup { raw, backend, rank, world_size, local_rank, cuda_device, timeout, broken: RefCell::new(None) })
     }
 
     pub fn backend(&self) -> Backend {
@@ -478,6 +605,12 @@ impl ProcessGroup {
     /// torchrun's LOCAL_RANK, when the group came from it.
     pub fn local_rank(&self) -> Option<usize> {
         self.local_rank
+    }
+
+    /// NCCL: the index of the GPU the group works on (`cuda:N`); `None`
+    /// for Gloo.
+    pub fn cuda_device(&self) -> Option<usize> {
+        self.cuda_device
     }
 
     /// The bound on each collective.
@@ -504,23 +637,33 @@ impl ProcessGroup {
             return Err(GlmcError::Dist { op: OP, why: format!("root {root} is not below the world size {}", self.world_size) });
         }
         self.check_tensor(OP, tensor)?;
-        let t = tensor.as_mut_ptr();
+        let mut stage = self.stage(OP, tensor)?;
+        let t = match stage.as_mut() {
+            Some(s) => s.as_mut_ptr(),
+            None => tensor.as_mut_ptr(),
+        };
         // SAFETY: `t` is a live at::Tensor* borrowed mutably for the call.
-        self.collective(OP, |g, err, len| unsafe { lt_dist_broadcast(g, t, root as c_int, err, len) })
+        self.collective(OP, |g, err, len| unsafe { lt_dist_broadcast(g, t, root as c_int, err, len) })?;
+        unstage(OP, tensor, stage)
     }
 
     /// Every rank's `tensor` becomes the sum over ranks, in place.
     pub fn all_reduce_sum(&self, tensor: &mut Tensor) -> Result<()> {
         const OP: &str = "all_reduce_sum";
         self.check_tensor(OP, tensor)?;
-        let t = tensor.as_mut_ptr();
+        let mut stage = self.stage(OP, tensor)?;
+        let t = match stage.as_mut() {
+            Some(s) => s.as_mut_ptr(),
+            None => tensor.as_mut_ptr(),
+        };
         // SAFETY: as in broadcast.
-        self.collective(OP, |g, err, len| unsafe { lt_dist_all_reduce_sum(g, t, err, len) })
+        self.collective(OP, |g, err, len| unsafe { lt_dist_all_reduce_sum(g, t, err, len) })?;
+        unstage(OP, tensor, stage)
     }
 
     /// Every rank's `tensor` becomes the mean over ranks, in place: the sum,
     /// then divided by the world size (Gloo has no AVG; this is what DDP
-    /// does with gradients). Floating-point tensors only.
+    /// does with gradients, on either backend). Floating-point tensors only.
     pub fn all_reduce_mean(&self, tensor: &mut Tensor) -> Result<()> {
         const OP: &str = "all_reduce_mean";
         if !tensor.is_floating_point() {
@@ -546,8 +689,9 @@ impl ProcessGroup {
     pub fn all_gather(&self, tensor: &Tensor) -> Result<Tensor> {
         const OP: &str = "all_gather";
         self.check_tensor(OP, tensor)?;
+        let stage = self.stage(OP, tensor)?;
         // The shim only reads the input (it is c10d's const input list).
-        let t = tensor.as_ptr() as *mut torch_sys::C_tensor;
+        let t = stage.as_ref().unwrap_or(tensor).as_ptr() as *mut torch_sys::C_tensor;
         let mut out: *mut torch_sys::C_tensor = ptr::null_mut();
         // SAFETY: `t` is a live at::Tensor*; `out` a live out-pointer.
         self.collective(OP, |g, err, len| unsafe { lt_dist_all_gather(g, t, &mut out, err, len) })?;
@@ -555,7 +699,14 @@ impl ProcessGroup {
             return Err(GlmcError::Dist { op: OP, why: "the shim returned no tensor".into() });
         }
         // SAFETY: `out` is a `new at::Tensor` that we now own.
-        Ok(unsafe { Tensor::from_ptr(out) })
+        let rows = unsafe { Tensor::from_ptr(out) };
+        match stage {
+            // Back where the input was.
+            Some(_) => {
+                rows.f_to_device(tensor.device()).map_err(|e| GlmcError::Dist { op: OP, why: format!("copying the result back: {e}") })
+            }
+            None => Ok(rows),
+        }
     }
 
     /// Every rank's `tensors` become `root`'s, in place, with c10d's own
@@ -579,15 +730,30 @@ impl ProcessGroup {
                 e => e,
             })?;
         }
-        let raw = raw_list(tensors);
+        // NCCL: CPU tensors go through the group's GPU.
+        let mut staged: Vec<Option<Tensor>> = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            staged.push(self.stage(OP, t)?);
+        }
+        let raw = raw_list(staged.iter().zip(tensors).map(|(s, t)| s.as_ref().unwrap_or(t)));
         // SAFETY: live at::Tensor*'s, borrowed for the call; the shim writes
         // through detached views of them.
         self.collective(OP, |g, err, len| unsafe {
             lt_dist_broadcast_coalesced(g, raw.as_ptr(), raw.len(), BROADCAST_BUCKET_BYTES, root as c_int, err, len)
-        })
+        })?;
+        for (s, t) in staged.into_iter().zip(tensors) {
+            if let Some(s) = s {
+                // `copy_` through a detached alias: the same storage, so a
+                // parameter that requires grad is written too.
+                let mut dst = t.detach();
+                unstage(OP, &mut dst, Some(s))?;
+            }
+        }
+        Ok(())
     }
 
-    /// Defined and on a device the backend works on.
+    /// Defined and on a device the backend works on: CPU for Gloo; the
+    /// group's GPU, or CPU (through the GPU), for NCCL.
     fn check_device(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
         if !tensor.defined() {
             return Err(GlmcError::Dist { op, why: "undefined tensor".into() });
@@ -595,6 +761,44 @@ impl ProcessGroup {
         match (self.backend, tensor.device()) {
             (Backend::Gloo, Device::Cpu) => Ok(()),
             (Backend::Gloo, d) => Err(GlmcError::Dist { op, why: format!("Gloo works on CPU tensors, this one is on {d:?}") }),
+            (Backend::Nccl, Device::Cpu) => Ok(()),
+            (Backend::Nccl, Device::Cuda(i)) if Some(i) == self.cuda_device => Ok(()),
+            (Backend::Nccl, d) => Err(GlmcError::Dist {
+                op,
+                why: format!("this NCCL group works on cuda:{} (and CPU tensors, through it); this tensor is on {d:?}", self.cuda_index()),
+            }),
+        }
+    }
+
+    /// A tensor that a collective can reduce on the group's own device: the
+    /// group's GPU for NCCL (not CPU, as [`GradReducer`] needs).
+    fn check_param_device(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
+        self.check_device(op, tensor)?;
+        match (self.backend, tensor.device()) {
+            (Backend::Nccl, Device::Cpu) => Err(GlmcError::Dist {
+                op,
+                why: format!(
+                    "NCCL reduces gradients of parameters on cuda:{}; this one is on the CPU (use Gloo on CPU)",
+                    self.cuda_index()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn cuda_index(&self) -> usize {
+        self.cuda_device.unwrap_or(0)
+    }
+
+    /// NCCL and a CPU tensor: a copy of it on the group's GPU, for the
+    /// collective to work on (then [`unstage`]); otherwise `None`.
+    fn stage(&self, op: &'static str, tensor: &Tensor) -> Result<Option<Tensor>> {
+        match (self.backend, self.cuda_device, tensor.device()) {
+            (Backend::Nccl, Some(i), Device::Cpu) => tensor
+                .f_to_device(Device::Cuda(i))
+                .map(Some)
+                .map_err(|e| GlmcError::Dist { op, why: format!("copying a CPU tensor to cuda:{i} for NCCL: {e}") }),
+            _ => Ok(None),
         }
     }
 
@@ -634,6 +838,15 @@ impl ProcessGroup {
         }
         result
     }
+}
+
+/// Writes a staged tensor's result back into `tensor` (see
+/// `ProcessGroup::stage`).
+fn unstage(op: &'static str, tensor: &mut Tensor, stage: Option<Tensor>) -> Result<()> {
+    if let Some(s) = stage {
+        tensor.f_copy_(&s).map_err(|e| GlmcError::Dist { op, why: format!("copying the result back to the CPU: {e}") })?;
+    }
+    Ok(())
 }
 
 impl Drop for ProcessGroup {
@@ -686,11 +899,13 @@ pub const BROADCAST_BUCKET_BYTES: usize = 250 * 1024 * 1024;
 /// Every rank passes the same parameters (same shapes, in the same order,
 /// e.g. [`crate::optim::Sgd::params`], which sorts them by name), after the
 /// model is on its device and in its memory format (replacing a
-/// parameter's data with another dtype or device detaches the hooks). The
-/// collectives are the group's: Gloo, CPU tensors, bounded by the group's
-/// timeout, so a dead or stalled peer makes [`GradReducer::backward`] fail
-/// with [`GlmcError::Dist`] or [`GlmcError::DistTimeout`]; after any failure
-/// the reducer refuses further calls. Dropping it removes its hooks.
+/// parameter's data with another dtype or device detaches the hooks): the
+/// CPU for Gloo, the group's GPU for NCCL. The collectives are the group's,
+/// bounded by its timeout, so a dead or stalled peer makes
+/// [`GradReducer::backward`] fail with [`GlmcError::Dist`] or
+/// [`GlmcError::DistTimeout`] (on NCCL, c10d's watchdog may take the
+/// process down first; see the module docs); after any failure the reducer
+/// refuses further calls. Dropping it removes its hooks.
 pub struct GradReducer {
     raw: *mut c_void,
     params: usize,
@@ -730,7 +945,7 @@ impl GradReducer {
             return Err(bad("no parameters".into()));
         }
         for (i, p) in params.iter().enumerate() {
-            if let Err(GlmcError::Dist { why, .. }) = pg.check_device(OP, p) {
+            if let Err(GlmcError::Dist { why, .. }) = pg.check_param_device(OP, p) {
                 return Err(bad(format!("parameter {i}: {why}")));
             }
             if !p.requires_grad() || !p.is_leaf() {
@@ -983,7 +1198,12 @@ mod tests {
     #[test]
     fn backend_names() {
         assert_eq!("gloo".parse::<Backend>().unwrap(), Backend::Gloo);
-        assert!("nccl".parse::<Backend>().is_err());
-        assert_eq!(Backend::Gloo.name(), "gloo");
+        assert_eq!("nccl".parse::<Backend>().unwrap(), Backend::Nccl);
+        let err = "mpi".parse::<Backend>().unwrap_err().to_string();
+        assert!(err.contains("gloo, nccl"), "{err}");
+        for b in [Backend::Gloo, Backend::Nccl] {
+            assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+        }
+        assert!(Backend::Gloo.is_built());
     }
 }

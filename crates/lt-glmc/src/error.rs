@@ -72,6 +72,11 @@ pub enum GlmcError {
     /// a rank did not join it (or died, or is out of step).
     #[error("distributed {op} timed out (timeout {timeout:?}; a rank did not join it, died or is out of step): {why}")]
     DistTimeout { op: &'static str, timeout: std::time::Duration, why: String },
+    /// A collective backend cannot run here: this build has no NCCL (its
+    /// headers were not found when lt-glmc was compiled), or no CUDA device
+    /// is visible for NCCL. `backend` is its name (`nccl`).
+    #[error("the {backend} backend is not available: {why}")]
+    DistUnavailable { backend: &'static str, why: String },
     /// A variable of the torchrun environment (RANK, WORLD_SIZE,
     /// MASTER_ADDR, …) is missing or invalid.
     #[error("{var} {why}")]

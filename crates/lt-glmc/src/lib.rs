@@ -34,8 +34,9 @@
 //! - [`pinned`]: tensor-backed (pinned on CUDA) batch buffers for lt-loader;
 //! - [`host_alloc`]: glibc malloc settings that keep freed activations in
 //!   the process (no page faults per CPU step);
-//! - [`dist`]: c10d process groups (Gloo; from torchrun's environment or a
-//!   file store) and timed collectives on tch tensors — broadcast,
+//! - [`dist`]: c10d process groups (Gloo on the CPU; NCCL on GPUs, in a
+//!   build with CUDA's headers; from torchrun's environment or a file
+//!   store) and timed collectives on tch tensors — broadcast,
 //!   broadcast_coalesced, all-reduce (sum, mean), barrier, all-gather — and
 //!   data-parallel training on them: [`dist::GradReducer`], DDP's own
 //!   `c10d::Reducer` (bucketed gradient all-reduce overlapping the

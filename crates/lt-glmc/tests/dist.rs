@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use lt_glmc::dist::{DistEnv, ProcessGroup};
-use lt_glmc::tch::{Kind, Tensor};
+use lt_glmc::dist::{Backend, DistEnv, GlooDevice, GradReducer, GroupConfig, ProcessGroup, Store};
+use lt_glmc::tch::{Device, Kind, Tensor};
 use lt_glmc::GlmcError;
 
 const RANK_VAR: &str = "LT_GLMC_DIST_TEST_RANK";
@@ -381,4 +381,59 @@ fn under_torchrun() {
         .unwrap();
     let (statuses, logs) = wait_all(vec![(child, log)]);
     assert!(statuses[0].map(|s| s.success()).unwrap_or(false), "torchrun ({:?}):\n{}", statuses[0], logs[0]);
+}
+
+/// NCCL: without a visible CUDA device (this machine, CI), creating a group
+/// is a typed error before any store is touched, over a FileStore and over
+/// TCP alike (no rank 1 ever comes, so anything else would wait and fail
+/// differently); in a build without NCCL the error says so instead. With a
+/// GPU, a world of one runs every collective on CUDA and CPU tensors and a
+/// reducer backward.
+#[test]
+fn nccl_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |world_size| GroupConfig {
+        backend: Backend::Nccl,
+        rank: 0,
+        world_size,
+        local_rank: None,
+        timeout: SHORT,
+        device: GlooDevice::Default,
+        cuda_device: None,
+    };
+    if !Backend::Nccl.is_built() || lt_glmc::tch::Cuda::device_count() == 0 {
+        let tcp = Store::Tcp { host: "127.0.0.1".into(), port: free_port(), is_server: true, prefix: "t".into() };
+        for store in [Store::File(dir.path().join("store")), tcp] {
+            match ProcessGroup::new(&store, config(2)) {
+                Err(e @ GlmcError::DistUnavailable { backend: "nccl", .. }) => {
+                    let msg = e.to_string();
+                    eprintln!("{msg}");
+                    let expected = if Backend::Nccl.is_built() { "no CUDA device is visible" } else { "has no NCCL" };
+                    assert!(msg.contains(expected), "{store:?}: {msg}");
+                    assert!(msg.starts_with("the nccl backend is not available: "), "{msg}");
+                }
+                other => panic!("{store:?}: expected DistUnavailable, got {other:?}"),
+            }
+        }
+        return;
+    }
+    let pg = ProcessGroup::new(&Store::File(dir.path().join("store")), GroupConfig { timeout: GENEROUS, ..config(1) }).unwrap();
+    let dev = Device::Cuda(pg.cuda_device().expect("an NCCL group has a GPU"));
+    let mut gpu = Tensor::from_slice(&[1.0f32, 2.0]).to_device(dev);
+    pg.all_reduce_mean(&mut gpu).unwrap();
+    assert_eq!(values::<f32>(&gpu.to_device(Device::Cpu)), [1.0, 2.0]);
+    let mut host = Tensor::from_slice(&[3.0f64]);
+    pg.all_reduce_sum(&mut host).unwrap();
+    assert_eq!((host.device(), values::<f64>(&host)), (Device::Cpu, vec![3.0]));
+    let rows = pg.all_gather(&Tensor::from_slice(&[7u8, 8])).unwrap();
+    assert_eq!((rows.device(), rows.size()), (Device::Cpu, vec![1, 2]));
+    pg.broadcast_coalesced(&[Tensor::from_slice(&[5i64]), Tensor::ones([3], (Kind::Float, dev))], 0).unwrap();
+    pg.barrier().unwrap();
+    let w = Tensor::ones([4], (Kind::Float, dev)).set_requires_grad(true);
+    assert!(GradReducer::new(&pg, &[Tensor::ones([4], (Kind::Float, Device::Cpu)).set_requires_grad(true)], 25, false).is_err());
+    let mut reducer = GradReducer::new(&pg, &[w.shallow_clone()], 25, false).unwrap();
+    let loss = (&w * 2.0).sum(Kind::Float);
+    reducer.prepare_for_backward(&[&loss]).unwrap();
+    reducer.backward(&loss).unwrap();
+    assert_eq!(values::<f32>(&w.grad().to_device(Device::Cpu)), [2.0; 4]);
 }

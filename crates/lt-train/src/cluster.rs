@@ -38,7 +38,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use lt_glmc::dist::{Backend, ProcessGroup};
+use lt_glmc::dist::{Backend, DistEnv, GroupConfig, ProcessGroup};
 use lt_glmc::metrics::{EvalAccumulator, ECE_BINS};
 use lt_loader::sampler::Shard;
 use tch::nn::VarStore;
@@ -60,13 +60,19 @@ impl Cluster {
     }
 
     /// The group torchrun describes when its variables are set (WORLD_SIZE),
-    /// else one process. Joining waits for every rank, up to `timeout`, which
-    /// also bounds every later collective.
-    pub fn from_env(timeout: Duration) -> Result<Self> {
+    /// else one process. `backend`: Gloo (the model on the CPU) or NCCL
+    /// (the model on `cuda_device`, this rank's GPU; `None`:
+    /// `cuda:LOCAL_RANK`). Joining
+    /// waits for every rank, up to `timeout`, which also bounds every later
+    /// collective. NCCL in a build without it, or with no GPU visible, is
+    /// [`lt_glmc::GlmcError::DistUnavailable`].
+    pub fn from_env(backend: Backend, cuda_device: Option<usize>, timeout: Duration) -> Result<Self> {
         if std::env::var_os("WORLD_SIZE").is_none() {
             return Ok(Cluster::single());
         }
-        Ok(Cluster::new(ProcessGroup::from_env_with(Backend::Gloo, timeout)?))
+        let env = DistEnv::from_env()?;
+        let config = GroupConfig { cuda_device, ..env.config(backend, timeout) };
+        Ok(Cluster::new(ProcessGroup::new(&env.store(), config)?))
     }
 
     pub fn new(pg: ProcessGroup) -> Self {

@@ -362,3 +362,23 @@ fn ranks_with_different_recipes_are_refused() {
     }
     assert!(!run.join("checkpoint").exists());
 }
+
+/// `--dist-backend` that cannot work with the model's device is refused by
+/// every rank before it joins, naming the flag: NCCL with the model on the
+/// CPU (also `--dist-backend nccl --device auto` on a machine without GPUs),
+/// Gloo with it on a GPU (only where one is visible).
+#[test]
+fn a_dist_backend_that_does_not_fit_the_device_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, recipe) = data(tmp.path(), 1);
+    let run = tmp.path().join("run");
+    let mut args = train_args(&shards, &recipe, &run);
+    args.extend(["--dist-timeout", "60", "--dist-backend", "nccl"]);
+    for (mut child, log) in start_ranks(&args, free_port(), tmp.path()) {
+        let st = child.wait().unwrap();
+        let msg = fs::read_to_string(&log).unwrap();
+        assert_eq!(st.code(), Some(2), "{msg}");
+        assert!(msg.contains("--dist-backend nccl: NCCL reduces tensors on GPUs") && msg.contains("--dist-backend gloo"), "{msg}");
+    }
+    assert!(!run.exists());
+}

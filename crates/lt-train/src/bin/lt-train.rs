@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lt_glmc::card::Head;
 use lt_glmc::checkpoint;
 use lt_glmc::device::parse_device;
+use lt_glmc::dist::Backend;
 use lt_glmc::loss::RebalancedLoss;
 use lt_glmc::GlmcError;
 use lt_report::{EpochRecord, RunInfo};
@@ -47,7 +48,8 @@ use lt_train::TrainError;
 ///
 /// Data-parallel: under torchrun each process trains its share of every
 /// global batch (train.batch_size stays the global batch) and rank 0 writes
-/// the run; see the README's "Multi-GPU and multi-node":
+/// the run, over NCCL on GPUs (one per rank, cuda:LOCAL_RANK) and Gloo on
+/// the CPU (--dist-backend); see the README's "Multi-GPU and multi-node":
 ///   torchrun --standalone --nproc-per-node 2 --no-python lt-train shards/ --out runs/dp
 #[derive(Parser, Debug)]
 #[command(name = "lt-train", version, about, verbatim_doc_comment, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
@@ -374,9 +376,23 @@ struct Args {
     /// to join and in every collective, before it fails instead of hanging
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     dist_timeout: u64,
+    /// Under torchrun: the collective backend. auto: nccl when the model is on
+    /// a GPU (one GPU per rank, cuda:LOCAL_RANK), gloo on the CPU
+    #[arg(long, value_enum, default_value = "auto")]
+    dist_backend: DistBackendArg,
     /// No progress bar
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DistBackendArg {
+    /// nccl when --device is a GPU, gloo on the CPU
+    Auto,
+    /// c10d's Gloo: the model on the CPU
+    Gloo,
+    /// c10d's NCCL: the model on this rank's GPU
+    Nccl,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -595,11 +611,42 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
-    // Under torchrun: join the group; each process uses its LOCAL_RANK's GPU.
-    let cluster = Cluster::from_env(Duration::from_secs(args.dist_timeout)).map_err(|e| flagged(e, Command::Train))?;
+    // Under torchrun: join the group; each process uses its LOCAL_RANK's GPU
+    // (or the one --device names), which is also NCCL's.
+    let backend = match (args.dist_backend, device) {
+        (DistBackendArg::Auto, tch::Device::Cuda(_)) | (DistBackendArg::Nccl, _) => Backend::Nccl,
+        (DistBackendArg::Auto, _) | (DistBackendArg::Gloo, _) => Backend::Gloo,
+    };
+    let flag = match args.dist_backend {
+        DistBackendArg::Auto => format!("--dist-backend auto ({})", backend.name()),
+        _ => format!("--dist-backend {}", backend.name()),
+    };
+    if std::env::var_os("WORLD_SIZE").is_some() {
+        match (backend, device) {
+            (Backend::Nccl, tch::Device::Cpu) => bail!(
+                "{flag}: NCCL reduces tensors on GPUs, and the model is on the CPU (--device {}); use --dist-backend gloo, \
+                 or a CUDA --device",
+                args.device
+            ),
+            (Backend::Gloo, tch::Device::Cuda(_)) => bail!(
+                "{flag}: Gloo reduces CPU tensors, and the model is on {device:?} (--device {}); use --dist-backend nccl \
+                 (or auto) on GPUs, or --device cpu",
+                args.device
+            ),
+            _ => {}
+        }
+    }
+    let named_gpu = match device {
+        tch::Device::Cuda(i) if args.device.starts_with("cuda:") => Some(i),
+        _ => None,
+    };
+    let cluster = Cluster::from_env(backend, named_gpu, Duration::from_secs(args.dist_timeout)).map_err(|e| match e {
+        TrainError::Glmc(e @ GlmcError::DistUnavailable { .. }) => anyhow!("{flag}: {e}"),
+        e => flagged(e, Command::Train),
+    })?;
     if let (Some(pg), tch::Device::Cuda(0)) = (cluster.group(), device) {
         if args.device != "cuda:0" {
-            device = tch::Device::Cuda(pg.local_rank().unwrap_or(0));
+            device = tch::Device::Cuda(pg.cuda_device().or(pg.local_rank()).unwrap_or(0));
         }
     }
     let root = cluster.is_root();

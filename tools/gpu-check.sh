@@ -9,15 +9,20 @@
 #   4. lt-bench gpu: ResNeXt-50 32x4d at 224 px (B=64) in amp / fp32 / tf32 ×
 #      nhwc / nchw, ResNet-32 at 32 px (B=64) amp / fp32, each followed by the
 #      PyTorch reference step (glmc_gpu_reference.py) in the same mode
-#   5. lt-train: a short CIFAR-style GLMC training on the GPU (if present)
-#   6. a table of everything
-# A run that would start after BUDGET_S (450 s) is skipped and reported.
+#   5. lt-train: a short CIFAR-style GLMC training on the GPU (if present),
+#      then the same run data-parallel under torchrun over NCCL
+#      (--dist-backend nccl): world size 1, and one rank per GPU when there
+#      are more than one
+#   6. a table of everything, with the lt-train runs' time per epoch
+# A run that would start after BUDGET_S (450 s) is skipped and reported;
+# steps 2-4 stop starting runs RESERVE_S (75 s) earlier, to leave step 5 its time.
 #
 # Usage: bash gpu-check.sh                 (from inside the kit folder or not)
 # Env:   OUT=dir (default $OUT or ./gpu-check-out), QUICK=1 (fewer steps),
 #        B=64 (ResNeXt batch), THREADS=16 (loader threads),
 #        SMOKE=1 (CPU dry run of every step with a tiny ResNet-32: checks the
-#        kit and the script, not the GPU; amp runs are refused and reported)
+#        kit and the script, not the GPU; amp runs are refused and reported;
+#        the torchrun run uses gloo on the CPU, NCCL needing GPUs)
 set -uo pipefail
 
 KIT="$(cd "$(dirname "$0")" && pwd)"
@@ -29,10 +34,10 @@ LOG="$OUT/gpu-check.log"
 B="${B:-64}"
 THREADS="${THREADS:-16}"
 if [ "${QUICK:-0}" = 1 ]; then STEPS=10; WARM=5; else STEPS=20; WARM=8; fi
-DEVICE=cuda; RXM=(--model resnext50); R32M=(--model resnet32); R32STEPS=50; R32WARM=10; EPOCHS=3
+DEVICE=cuda; RXM=(--model resnext50); R32M=(--model resnet32); R32STEPS=50; R32WARM=10; EPOCHS=3; LTW=32
 if [ "${SMOKE:-0}" = 1 ]; then
     DEVICE=cpu; RXM=(--model resnet32 --width 8); R32M=(--model resnet32 --width 8)
-    STEPS=2; WARM=1; R32STEPS=2; R32WARM=1; B=4; THREADS=2; EPOCHS=1
+    STEPS=2; WARM=1; R32STEPS=2; R32WARM=1; B=4; THREADS=2; EPOCHS=1; LTW=8
 fi
 PY="${PYTHON:-python3}"
 T0=$(date +%s)
@@ -65,9 +70,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 say "GPU: $(cat "$OUT/gpu.txt" 2>/dev/null)"
 
 BUDGET_S="${BUDGET_S:-450}"   # stop starting new runs after this (the check must end within 8 minutes)
+RESERVE_S="${RESERVE_S:-75}"  # kept for step 5 (lt-train, single and NCCL) by steps 2-4
+CUTOFF=$(( BUDGET_S - RESERVE_S ))
 run() { # run LIMIT_S NAME CMD... : logs, keeps RESULT lines, never aborts the check
     local limit="$1" name="$2"; shift 2
-    local left=$(( BUDGET_S - ($(date +%s) - T0) ))
+    local left=$(( CUTOFF - ($(date +%s) - T0) ))
     if [ "$left" -lt 15 ]; then
         say "-- $name skipped: time budget spent"
         echo "{\"check\": \"$name\", \"failed\": \"skipped (time)\"}" >> "$RES"
@@ -113,20 +120,36 @@ for mode in "amp nhwc" "fp32 nchw"; do
     run 40 "ref-r32-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
 done
 
-# --- 5. short CIFAR-style GLMC training ------------------------------------------
+# --- 5. short CIFAR-style GLMC training, then data-parallel over NCCL ------------
 # The binaries keep libtorch_cuda linked (crates/lt-glmc/rpath.rs), so CUDA is
 # seen without preloading anything.
+CUTOFF=$BUDGET_S
 if [ -x "$BIN/lt-train" ] && [ -d "$KIT/data/cifar" ]; then
-    run 90 "lt-train-cifar" "$BIN/lt-train" "$KIT/data/cifar" --epochs "$EPOCHS" --batch-size 64 \
-        --device "$DEVICE" --set model.width=32 --out "$OUT/lt-train-run" --quiet
+    TRAIN=(--epochs "$EPOCHS" --batch-size 64 --set model.width="$LTW" --quiet)
+    run 90 "lt-train-cifar" "$BIN/lt-train" "$KIT/data/cifar" "${TRAIN[@]}" --device "$DEVICE" --out "$OUT/lt-train-run"
     tail -n 3 "$OUT/lt-train-run/metrics.jsonl" 2>/dev/null | tee -a "$LOG"
+    # The same run under torchrun (global batch 64 split over the ranks),
+    # over NCCL: world size 1, then one rank per GPU when there are several.
+    DIST_BACKEND=nccl
+    NGPU=$("$PY" -c 'import torch;print(torch.cuda.device_count())' 2>/dev/null || echo 0)
+    if [ "$DEVICE" = cpu ]; then
+        say "-- NCCL runs skipped (SMOKE: no GPU); the world-size-1 torchrun run uses gloo on the CPU instead"
+        DIST_BACKEND=gloo; NGPU=1
+    fi
+    WORLDS=(1); [ "${NGPU:-0}" -gt 1 ] && WORLDS+=("$NGPU")
+    for n in "${WORLDS[@]}"; do
+        run 60 "lt-train-$DIST_BACKEND-$n" "$PY" -m torch.distributed.run --standalone --nproc-per-node "$n" \
+            --no-python "$BIN/lt-train" "$KIT/data/cifar" "${TRAIN[@]}" --device "$DEVICE" \
+            --dist-backend "$DIST_BACKEND" --dist-timeout 120 --out "$OUT/lt-train-$DIST_BACKEND-$n"
+        tail -n 1 "$OUT/lt-train-$DIST_BACKEND-$n/metrics.jsonl" 2>/dev/null | tee -a "$LOG"
+    done
 else
     say "-- lt-train or the CIFAR shards are not in the kit: skipped"
 fi
 
 # --- 6. table ----------------------------------------------------------------------
 say "== summary ($(cat "$OUT/gpu.txt" 2>/dev/null))"
-"$PY" - "$RES" "$OUT/lt-train-run/metrics.jsonl" <<'EOF' | tee -a "$LOG"
+"$PY" - "$RES" "$OUT" <<'EOF' | tee -a "$LOG"
 import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {r["check"]: r for r in rows}
@@ -150,14 +173,34 @@ if "e2e_images_per_s" in e:
           f"loader/gpu {e['loader_over_gpu']:.2f} (target >= 2)")
 else:
     print("e2e: failed (see gpu-check.log)")
-m = sys.argv[2]
-if os.path.exists(m):
-    recs = [json.loads(x) for x in open(m) if x.strip()]
-    if recs:
-        r = recs[-1]
-        t = r.get("test") or {}
-        print(f"lt-train cifar (GLMC): {len(recs)} epochs, loss {recs[0]['loss']:.3f} -> {r['loss']:.3f}, "
-              f"{r['train_images_per_s']:.0f} B-images/s, top-1 {t.get('top1', float('nan')):.3f}")
+out = sys.argv[2]
+def records(run):
+    m = os.path.join(out, run, "metrics.jsonl")
+    return [json.loads(x) for x in open(m) if x.strip()] if os.path.exists(m) else []
+recs = records("lt-train-run")
+if recs:
+    r = recs[-1]
+    t = r.get("test") or {}
+    print(f"lt-train cifar (GLMC): {len(recs)} epochs, loss {recs[0]['loss']:.3f} -> {r['loss']:.3f}, "
+          f"{r['train_images_per_s']:.0f} B-images/s, top-1 {t.get('top1', float('nan')):.3f}")
+# Time per epoch: the single process beside the torchrun runs (the first
+# epoch includes cuDNN's autotuning; the group is joined before it).
+runs = [("1 process", "lt-train-run")] + sorted(
+    ((f"torchrun {d.rsplit('-', 2)[1]} x{d.rsplit('-', 1)[1]}", d) for d in os.listdir(out)
+     if d.startswith(("lt-train-nccl-", "lt-train-gloo-")) and os.path.isdir(os.path.join(out, d))),
+    key=lambda x: int(x[1].rsplit("-", 1)[1]))
+failed = {r["check"] for r in rows if "failed" in r}
+print(f"{'lt-train cifar':<22}{'epochs':>7}{'s/epoch 1st':>13}{'s/epoch rest':>14}{'B-img/s':>9}{'top-1':>8}")
+for label, d in runs:
+    recs = records(d)
+    if not recs:
+        why = "failed" if d in failed or d == "lt-train-run" and "lt-train-cifar" in failed else "no metrics"
+        print(f"{label:<22}{why:>7}")
+        continue
+    secs = [r["train_seconds"] for r in recs]
+    rest = f"{sum(secs[1:]) / len(secs[1:]):.2f}" if len(secs) > 1 else "-"
+    top1 = (recs[-1].get("test") or {}).get("top1", float("nan"))
+    print(f"{label:<22}{len(recs):>7}{secs[0]:>13.2f}{rest:>14}{recs[-1]['train_images_per_s']:>9.0f}{top1:>8.3f}")
 print("(images/s = 2B per GLMC step; lt/PyT time < 1 means lt-glmc is faster)")
 EOF
 say "done in $(( $(date +%s) - T0 )) s; results in $OUT"

@@ -19,6 +19,9 @@
 # Usage: tools/make-gpu-kit.sh   [PHOTO_CLASSES=10 PHOTO_PER_CLASS=30 KIT=target/gpu-kit]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The venv, gloo's headers, and CUDA's headers for the NCCL backend that
+# gpu-check.sh's torchrun runs use (idempotent; seconds when all is there).
+bash tools/setup.sh
 . tools/env.sh
 
 KIT="${KIT:-target/gpu-kit}"
@@ -35,6 +38,10 @@ fi
 echo "== release build (lt-train, lt-bench, lt-build)"
 cargo build --release -p lt-train -p lt-bench --bins
 cargo build --release -p lt-build --bin lt-build
+if [ "$(nm target/release/lt-train | grep -c lt_dist_new_nccl_tcp)" = 0 ]; then
+    echo "make-gpu-kit: lt-train was built without NCCL (lt-glmc's build printed why): gpu-check.sh's torchrun runs need it" >&2
+    exit 1
+fi
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

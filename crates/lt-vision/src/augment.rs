@@ -853,7 +853,12 @@ impl Scratch {
             });
             pushed?;
         } else {
-            crate::augment_randaugment::rand_augment(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c, s.n, s.m, rng);
+            crate::augment_randaugment::rand_augment(
+                crate::hwc::HwcMut::new(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c),
+                s.n,
+                s.m,
+                rng,
+            );
         }
         write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
         Ok(())
@@ -883,7 +888,7 @@ impl Scratch {
             if let Some(jp) = &jitter {
                 crate::augment_timm::color_jitter_pil(&mut self.hwc, c, jp);
             }
-            ra.apply(&mut self.hwc, &mut self.hwc2, &mut self.plan, ow as usize, oh as usize, c, rng);
+            ra.apply(crate::hwc::HwcMut::new(&mut self.hwc, &mut self.hwc2, ow as usize, oh as usize, c), &mut self.plan, rng);
         }
         write_chw(&self.hwc, ow as usize, oh as usize, c, false, out);
         Ok(())

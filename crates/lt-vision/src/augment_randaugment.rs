@@ -68,11 +68,10 @@ pub fn magnitude(op: Op, m: u32, width: usize, height: usize) -> (f64, bool) {
     }
 }
 
-/// Applies `n` random operations at magnitude bin `m` to `px` in place.
-/// `scratch` is reused for the geometric operations.
-#[allow(clippy::too_many_arguments)]
-pub fn rand_augment(px: &mut Vec<u8>, scratch: &mut Vec<u8>, width: usize, height: usize, c: usize, n: u32, m: u32, rng: &mut Rng) {
-    sample_ops(rng, n, m, width, height, |op, mag| apply_op(px, scratch, width, height, c, op, mag));
+/// Applies `n` random operations at magnitude bin `m` to `img` in place.
+pub fn rand_augment(img: crate::hwc::HwcMut<'_>, n: u32, m: u32, rng: &mut Rng) {
+    let crate::hwc::HwcMut { px, scratch, w, h, c } = img;
+    sample_ops(rng, n, m, w, h, |op, mag| apply_op(px, scratch, w, h, c, op, mag));
 }
 
 /// Draws the `n` operations of one image, calling `each(op, signed
@@ -265,7 +264,7 @@ mod tests {
         let run = |seed| {
             let mut px = base.clone();
             let mut s = Vec::new();
-            rand_augment(&mut px, &mut s, w, h, c, 2, 10, &mut Rng::new(seed));
+            rand_augment(crate::hwc::HwcMut::new(&mut px, &mut s, w, h, c), 2, 10, &mut Rng::new(seed));
             px
         };
         assert_eq!(run(3), run(3));

@@ -44,6 +44,7 @@
 
 use crate::augment::JitterParams;
 use crate::augment_randaugment::equalize;
+use crate::hwc::HwcMut;
 use lt_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -262,35 +263,25 @@ impl TimmRandAugment {
         });
     }
 
-    /// Samples and applies the ops to `px` in place (`plan` and `scratch`
-    /// are reusable buffers).
-    #[allow(clippy::too_many_arguments)]
-    pub fn apply(&self, px: &mut Vec<u8>, scratch: &mut Vec<u8>, plan: &mut Vec<AppliedOp>, w: usize, h: usize, c: usize, rng: &mut Rng) {
+    /// Samples and applies the ops to `img` in place (`plan` is a reusable
+    /// buffer).
+    pub fn apply(&self, mut img: HwcMut<'_>, plan: &mut Vec<AppliedOp>, rng: &mut Rng) {
         self.sample(rng, plan);
         for a in plan.iter() {
-            apply_op(px, scratch, w, h, c, a.op, a.arg, a.resample, self.fill);
+            apply_op(img.reborrow(), a.op, a.arg, a.resample, self.fill);
         }
     }
 }
 
 /// One op with an explicit argument (as [`level_to_arg`] gives, signed).
-#[allow(clippy::too_many_arguments)]
-pub fn apply_op(
-    px: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-    w: usize,
-    h: usize,
-    c: usize,
-    op: TimmOp,
-    arg: f64,
-    resample: Resample,
-    fill: [u8; 3],
-) {
+pub fn apply_op(img: HwcMut<'_>, op: TimmOp, arg: f64, resample: Resample, fill: [u8; 3]) {
+    let (w, h, c) = (img.w, img.h, img.c);
+    let (px, scratch) = (&mut *img.px, &mut *img.scratch);
     match op {
         TimmOp::AutoContrast => pil_autocontrast(px, c),
         TimmOp::Equalize => equalize(px, c),
         TimmOp::Invert => px.iter_mut().for_each(|v| *v = 255 - *v),
-        TimmOp::Rotate => pil_rotate(px, scratch, w, h, c, arg, resample, fill),
+        TimmOp::Rotate => pil_rotate(HwcMut::new(px, scratch, w, h, c), arg, resample, fill),
         TimmOp::PosterizeTpu => posterize(px, arg as u32),
         TimmOp::Solarize => solarize(px, arg),
         TimmOp::SolarizeAdd => solarize_add(px, arg as i64, 128),
@@ -300,7 +291,7 @@ pub fn apply_op(
         TimmOp::Sharpness => pil_sharpness(px, scratch, w, h, c, arg as f32),
         TimmOp::ShearX | TimmOp::ShearY | TimmOp::TranslateXRel | TimmOp::TranslateYRel => {
             if let Some(m) = affine_matrix(op, arg, w, h) {
-                pil_affine(px, scratch, w, h, c, m, resample, fill)
+                pil_affine(HwcMut::new(px, scratch, w, h, c), m, resample, fill)
             }
         }
     }
@@ -474,8 +465,8 @@ fn fill_for(c: usize, fill: [u8; 3]) -> [u8; 3] {
 /// pixel `(x, y)` samples the input at `(m0·(x+½) + m1·(y+½) + m2,
 /// m3·(x+½) + m4·(y+½) + m5)`; points outside `[0, w) × [0, h)` keep the
 /// fill colour, points inside are interpolated with edge-clamped taps.
-#[allow(clippy::too_many_arguments)]
-pub fn pil_affine(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, m: [f64; 6], resample: Resample, fill: [u8; 3]) {
+pub fn pil_affine(img: HwcMut<'_>, m: [f64; 6], resample: Resample, fill: [u8; 3]) {
+    let HwcMut { px, scratch, w, h, c } = img;
     scratch.clear();
     scratch.resize(px.len(), 0);
     let filter = match resample {
@@ -497,10 +488,9 @@ fn py_round15(x: f64) -> f64 {
 /// [`pil_affine`]. PIL's transpose shortcuts for 90°/180°/270° sample pixel
 /// centres exactly, as the generic path does for those matrices; angle 0 is
 /// the identity.
-#[allow(clippy::too_many_arguments)]
-pub fn pil_rotate(px: &mut Vec<u8>, scratch: &mut Vec<u8>, w: usize, h: usize, c: usize, degrees: f64, resample: Resample, fill: [u8; 3]) {
-    if let Some(m) = rotate_matrix(degrees, w, h) {
-        pil_affine(px, scratch, w, h, c, m, resample, fill)
+pub fn pil_rotate(img: HwcMut<'_>, degrees: f64, resample: Resample, fill: [u8; 3]) {
+    if let Some(m) = rotate_matrix(degrees, img.w, img.h) {
+        pil_affine(img, m, resample, fill)
     }
 }
 
@@ -558,7 +548,7 @@ mod tests {
         let (w, h) = (6, 4);
         let mut px = vec![10u8; w * h];
         let mut s = Vec::new();
-        pil_affine(&mut px, &mut s, w, h, 1, [1.0, 0.0, 100.0, 0.0, 1.0, 0.0], Resample::Bilinear, [124, 116, 104]);
+        pil_affine(HwcMut::new(&mut px, &mut s, w, h, 1), [1.0, 0.0, 100.0, 0.0, 1.0, 0.0], Resample::Bilinear, [124, 116, 104]);
         assert!(px.iter().all(|&v| v == pil_luma(124, 116, 104)));
         let mut px: Vec<u8> = (0..w * h).map(|i| i as u8).collect();
         let before = px.clone();

@@ -15,6 +15,7 @@ pub mod augment;
 pub mod augment_randaugment;
 pub mod augment_timm;
 pub mod codec;
+pub mod hwc;
 mod kernels;
 pub mod photometric;
 #[doc(hidden)]

@@ -234,7 +234,9 @@ fn apply_one(op: &PhotoOp, px: &mut Vec<u8>, scratch: &mut Vec<u8>, tmp: &mut Ve
         PhotoOp::Grayscale => to_grayscale(px, c),
         PhotoOp::Blur(sigma) => gaussian_blur(px, w, h, c, sigma, tmp),
         PhotoOp::Ra { op, mag } => crate::augment_randaugment::apply_op(px, scratch, w, h, c, op, mag),
-        PhotoOp::Timm { op, arg, resample } => crate::augment_timm::apply_op(px, scratch, w, h, c, op, arg, resample, fill),
+        PhotoOp::Timm { op, arg, resample } => {
+            crate::augment_timm::apply_op(crate::hwc::HwcMut::new(px, scratch, w, h, c), op, arg, resample, fill)
+        }
     }
 }
 

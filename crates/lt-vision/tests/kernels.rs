@@ -6,6 +6,7 @@
 use lt_vision::augment::{adjust_contrast, adjust_saturation, gaussian_blur, to_grayscale};
 use lt_vision::augment_randaugment::{apply_op as ra_op, Op};
 use lt_vision::augment_timm::{pil_affine, pil_color, pil_contrast, pil_sharpness, Resample};
+use lt_vision::hwc::HwcMut;
 use lt_vision::reference as old;
 use proptest::prelude::*;
 
@@ -102,7 +103,7 @@ proptest! {
         let resample = if bicubic { Resample::Bicubic } else { Resample::Bilinear };
         let (mut a, mut b) = (px.clone(), px);
         let (mut s1, mut s2) = (Vec::new(), Vec::new());
-        pil_affine(&mut a, &mut s1, w, h, c, m, resample, fill);
+        pil_affine(HwcMut::new(&mut a, &mut s1, w, h, c), m, resample, fill);
         old::pil_affine(&mut b, &mut s2, (w, h, c), m, resample, fill);
         prop_assert_eq!(a, b);
     }

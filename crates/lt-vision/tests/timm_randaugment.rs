@@ -47,6 +47,7 @@ use lt_core::rng::Rng;
 use lt_vision::augment::{Augmenter, Pipeline, PipelineSetting, RandnclsSpec, PIPELINE_NAMES};
 use lt_vision::augment_timm::{apply_op, level_to_arg, AppliedOp, Interpolation, Resample, TimmOp, TimmRandAugment, RAND_TRANSFORMS};
 use lt_vision::codec::Decoded;
+use lt_vision::hwc::HwcMut;
 use serde_json::Value;
 
 const GOLDEN: &str = include_str!("fixtures/timm_randaugment_golden.json");
@@ -81,7 +82,7 @@ fn ops_match_pil_exactly() {
         let (w, h) = (image["width"].as_u64().unwrap() as usize, image["height"].as_u64().unwrap() as usize);
         let mut px = unhex(image["hex"].as_str().unwrap());
         assert_eq!(px.len(), w * h * 3);
-        apply_op(&mut px, &mut scratch, w, h, 3, op, arg, resample, fill);
+        apply_op(HwcMut::new(&mut px, &mut scratch, w, h, 3), op, arg, resample, fill);
         let want = unhex(case["hex"].as_str().unwrap());
         let worst = px.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
         let wrong = px.iter().zip(&want).filter(|(a, b)| a != b).count();
@@ -263,11 +264,11 @@ fn geometric_ops_fill_with_img_mean() {
     let (w, h) = (10, 6);
     let mut px = vec![9u8; w * h * 3];
     let mut s = Vec::new();
-    apply_op(&mut px, &mut s, w, h, 3, TimmOp::TranslateXRel, 1.0, Resample::Bicubic, [124, 116, 104]);
+    apply_op(HwcMut::new(&mut px, &mut s, w, h, 3), TimmOp::TranslateXRel, 1.0, Resample::Bicubic, [124, 116, 104]);
     assert!(px.chunks_exact(3).all(|p| p == [124, 116, 104]));
     // Rotating a constant image only changes the corners, to the fill.
     let mut px = vec![200u8; 40 * 40 * 3];
-    apply_op(&mut px, &mut s, 40, 40, 3, TimmOp::Rotate, 30.0, Resample::Bilinear, [124, 116, 104]);
+    apply_op(HwcMut::new(&mut px, &mut s, 40, 40, 3), TimmOp::Rotate, 30.0, Resample::Bilinear, [124, 116, 104]);
     assert!(px.chunks_exact(3).all(|p| p == [200, 200, 200] || p == [124, 116, 104]));
     assert_eq!(&px[..3], &[124, 116, 104]);
     assert_eq!(&px[(20 * 40 + 20) * 3..(20 * 40 + 20) * 3 + 3], &[200, 200, 200]);

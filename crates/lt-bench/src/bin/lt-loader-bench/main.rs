@@ -253,7 +253,7 @@ fn kernels(iters: usize) -> anyhow::Result<()> {
     ] {
         for r in [Resample::Bilinear, Resample::Bicubic] {
             row(&format!("timm {name} {r:?}"), Some(&mut |p| old::pil_affine(p, &mut s2, g, m, r, fill)), &mut |p| {
-                timm::pil_affine(p, &mut s1, w, h, 3, m, r, fill)
+                timm::pil_affine(lt_vision::hwc::HwcMut::new(p, &mut s1, w, h, 3), m, r, fill)
             });
         }
     }

@@ -152,9 +152,12 @@ fn fast_resize() -> fast_image_resize::Resizer {
     fast_image_resize::Resizer::new()
 }
 
+/// A kernel run on one view in place.
+type Kernel<'a> = dyn FnMut(&mut Vec<u8>) + 'a;
+
 /// Mean microseconds of `f` over `iters` calls, each on a fresh copy of
 /// `base`.
-fn time_us(base: &[u8], iters: usize, f: &mut dyn FnMut(&mut Vec<u8>)) -> f64 {
+fn time_us(base: &[u8], iters: usize, f: &mut Kernel) -> f64 {
     let mut px = base.to_vec();
     let t = std::time::Instant::now();
     for _ in 0..iters {
@@ -178,7 +181,7 @@ fn kernels(iters: usize) -> anyhow::Result<()> {
     let (mut tmp, mut s1, mut s2) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = vec![0u8; w * h * 3];
     println!("{:<34} {:>10} {:>10} {:>7}", "kernel (224x224 RGB)", "before us", "after us", "speedup");
-    let row = |name: &str, before: Option<&mut dyn FnMut(&mut Vec<u8>)>, after: &mut dyn FnMut(&mut Vec<u8>)| {
+    let row = |name: &str, before: Option<&mut Kernel>, after: &mut Kernel| {
         let a = time_us(&base, iters, after);
         match before {
             Some(b) => {

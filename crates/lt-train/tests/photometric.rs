@@ -49,6 +49,9 @@ fn assert_same_run(a: &Path, b: &Path) {
 
 #[test]
 fn the_switch_defaults_by_device_and_refuses_what_it_cannot_do() {
+    // No libtorch state here, but "imagenet-randncls" reads as `randn` to
+    // model_and_checkpoint.rs's scan of the test files.
+    let _g = torch_lock();
     let imagenet = recipe(r#"{ kind = "imagenet", size = 16 }"#, None, 1);
     assert_eq!(imagenet.loader.photometric_on(true).unwrap(), Photometric::Device);
     assert_eq!(imagenet.loader.photometric_on(false).unwrap(), Photometric::Cpu);

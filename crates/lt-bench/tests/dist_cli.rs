@@ -3,7 +3,7 @@
 //! the venv of tools/setup.sh; skipped without $LT_GLMC_PYTHON unless
 //! LT_REQUIRE_PYTHON=1). Each checks the JSON line's fields, never a time.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,16 +40,9 @@ const TINY: &[&str] = &[
     "120",
 ];
 
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("LT_GLMC_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(std::env::var_os("LT_REQUIRE_PYTHON").is_none(), "LT_GLMC_PYTHON is unset: run tools/setup.sh and source tools/env.sh");
-            eprintln!("skipping: LT_GLMC_PYTHON is unset (the venv of tools/setup.sh has torchrun)");
-            None
-        }
-    }
-}
+#[path = "../../lt-glmc/tests/util/mod.rs"]
+mod util;
+use util::torchrun_python as python;
 
 /// Runs `cmd` to completion within [`DEADLINE`]: (success, stdout, stderr).
 fn run(mut cmd: Command) -> (bool, String, String) {

@@ -19,6 +19,9 @@ use lt_glmc::dist::{Backend, DistEnv, GlooDevice, GradReducer, GroupConfig, Proc
 use lt_glmc::tch::{Device, Kind, Tensor};
 use lt_glmc::GlmcError;
 
+mod util;
+use util::free_port;
+
 const RANK_VAR: &str = "LT_GLMC_DIST_TEST_RANK";
 const WORLD_VAR: &str = "LT_GLMC_DIST_TEST_WORLD";
 const DIR_VAR: &str = "LT_GLMC_DIST_TEST_DIR";
@@ -305,10 +308,6 @@ fn from_env_without_world_size_names_it() {
     assert!(status.success(), "{}", fs::read_to_string(&log).unwrap());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The ranks torchrun would start (rank 0 hosting the TCPStore), here
 /// started by the test with torchrun's variables.
 #[test]
@@ -358,11 +357,7 @@ fn under_torchrun() {
         pg.barrier().unwrap();
         return;
     }
-    let Some(py) = std::env::var_os("LT_GLMC_PYTHON") else {
-        assert!(std::env::var_os("LT_REQUIRE_PYTHON").is_none(), "LT_GLMC_PYTHON is unset: run tools/setup.sh and source tools/env.sh");
-        eprintln!("skipping: LT_GLMC_PYTHON is unset (the venv of tools/setup.sh has torchrun)");
-        return;
-    };
+    let Some(py) = util::torchrun_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("torchrun.log");
     let out = fs::File::create(&log).unwrap();

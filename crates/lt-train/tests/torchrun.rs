@@ -27,20 +27,10 @@ use serde_json::Value;
 #[allow(dead_code)]
 mod cli;
 use cli::{lt_train, s, text};
+use util::{free_port, torchrun_python as python};
 
 /// A run's processes are killed (and the test fails) after this long.
 const DEADLINE: Duration = Duration::from_secs(600);
-
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("LT_GLMC_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(std::env::var_os("LT_REQUIRE_PYTHON").is_none(), "LT_GLMC_PYTHON is unset: run tools/setup.sh and source tools/env.sh");
-            eprintln!("skipping: LT_GLMC_PYTHON is unset (the venv of tools/setup.sh has torchrun)");
-            None
-        }
-    }
-}
 
 /// Synthetic shards (68 training images of 3 classes, 18 test images) and
 /// the tiny GLMC recipe for `epochs` with a global batch of 8: 4 paired
@@ -221,10 +211,6 @@ fn torchrun_restarts_after_kill_9_of_a_rank_and_ends_as_an_uninterrupted_run() {
             assert!(fs::read(f.path()).unwrap() == fs::read(b.join("checkpoint").join(&name)).unwrap(), "{name:?} differs");
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Two ranks started with torchrun's variables (rank 0 hosts the store).

@@ -33,3 +33,22 @@ pub fn dead_pid() -> u32 {
     c.wait().unwrap();
     pid
 }
+
+/// The venv's python, which has torchrun ($LT_GLMC_PYTHON, set by
+/// `source tools/env.sh`). Without it the caller skips, saying so, unless
+/// LT_REQUIRE_PYTHON=1 (CI), which makes its absence a failure.
+pub fn torchrun_python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("LT_GLMC_PYTHON") {
+        Some(p) => Some(p.into()),
+        None => {
+            assert!(std::env::var_os("LT_REQUIRE_PYTHON").is_none(), "LT_GLMC_PYTHON is unset: run tools/setup.sh and source tools/env.sh");
+            eprintln!("skipping: LT_GLMC_PYTHON is unset (the venv of tools/setup.sh has torchrun)");
+            None
+        }
+    }
+}
+
+/// A loopback TCP port that is free now (for MASTER_PORT).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

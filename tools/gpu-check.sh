@@ -9,6 +9,9 @@
 #   4. lt-bench gpu: ResNeXt-50 32x4d at 224 px (B=64) in amp / fp32 / tf32 ×
 #      nhwc / nchw, ResNet-32 at 32 px (B=64) amp / fp32, each followed by the
 #      PyTorch reference step (glmc_gpu_reference.py) in the same mode
+#   4b. the device photometric stage (loader.photometric = "device") alone on
+#      one GLMC step's views (2 views x 2B slots), imagenet and randncls, and
+#      its share of the ResNeXt-50 amp nhwc step time
 #   5. lt-train: a short CIFAR-style GLMC training on the GPU (if present),
 #      then the same run data-parallel under torchrun over NCCL
 #      (--dist-backend nccl): world size 1, and one rank per GPU when there
@@ -54,7 +57,7 @@ say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 # --- binaries (xz in the kit; decompressed with Python's lzma) ---------------
 BIN="$(mktemp -d)"
 trap 'rm -rf "$BIN"' EXIT
-for b in lt-bench lt-train lt-build; do
+for b in lt-bench lt-train lt-build photometric_bench; do
     if [ -f "$KIT/bin/$b.xz" ]; then
         "$PY" -c 'import lzma,sys;open(sys.argv[2],"wb").write(lzma.open(sys.argv[1]).read())' "$KIT/bin/$b.xz" "$BIN/$b"
         chmod +x "$BIN/$b"
@@ -119,6 +122,16 @@ for mode in "amp nhwc" "fp32 nchw"; do
     run 40 "gpu-r32-$1-$2" "$BIN/lt-bench" gpu "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
     run 40 "ref-r32-$1-$2" "$PY" "$KIT/glmc_gpu_reference.py" "${R32M[@]}" --batch-size 64 --precision "$1" --memory-format "$2" --steps "$R32STEPS" --warmup "$R32WARM" --device "$DEVICE"
 done
+
+# --- 4b. the device photometric stage on one step's views -----------------------
+if [ -x "$BIN/photometric_bench" ]; then
+    for p in imagenet imagenet-randncls; do
+        run 40 "photometric-$p" bash -c 'printf "RESULT "; "$@" | tail -n 1' _ "$BIN/photometric_bench" \
+            --device "$DEVICE" --pipeline "$p" --views $(( 4 * B )) --size 224 --reps 5
+    done
+else
+    say "-- photometric_bench is not in the kit: skipped"
+fi
 
 # --- 5. short CIFAR-style GLMC training, then data-parallel over NCCL ------------
 # The binaries keep libtorch_cuda linked (crates/lt-glmc/rpath.rs), so CUDA is
@@ -201,6 +214,17 @@ for label, d in runs:
     rest = f"{sum(secs[1:]) / len(secs[1:]):.2f}" if len(secs) > 1 else "-"
     top1 = (recs[-1].get("test") or {}).get("top1", float("nan"))
     print(f"{label:<22}{len(recs):>7}{secs[0]:>13.2f}{rest:>14}{recs[-1]['train_images_per_s']:>9.0f}{top1:>8.3f}")
+# The device photometric stage beside the step it feeds (same B, amp nhwc).
+step = by.get("gpu-rx50-amp-nhwc", {}).get("step_ms_median")
+for p in ("imagenet", "imagenet-randncls"):
+    r = by.get("photometric-" + p, {})
+    ms = r.get("device_stage_ms")
+    if ms is None:
+        print(f"photometric stage {p}: failed or skipped")
+        continue
+    share = f"{ms / (ms + step):.1%} of stage + step" if step else "step time unknown"
+    print(f"photometric stage {p}: {ms:.2f} ms per step's {r.get('views')} views ({share}; "
+          f"{r.get('bytes_differing_from_cpu')} bytes differ from the CPU kernels)")
 print("(images/s = 2B per GLMC step; lt/PyT time < 1 means lt-glmc is faster)")
 EOF
 say "done in $(( $(date +%s) - T0 )) s; results in $OUT"

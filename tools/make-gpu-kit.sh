@@ -37,6 +37,7 @@ fi
 
 echo "== release build (lt-train, lt-bench, lt-build)"
 cargo build --release -p lt-train -p lt-bench --bins
+cargo build --release -p lt-glmc --example photometric_bench
 cargo build --release -p lt-build --bin lt-build
 if [ "$(nm target/release/lt-train | grep -c lt_dist_new_nccl_tcp)" = 0 ]; then
     echo "make-gpu-kit: lt-train was built without NCCL (lt-glmc's build printed why): gpu-check.sh's torchrun runs need it" >&2
@@ -49,7 +50,8 @@ rm -rf "$KIT"
 mkdir -p "$KIT/bin" "$KIT/data"
 
 LT_BENCH=target/release/lt-bench
-for pair in "lt-bench:$LT_BENCH" "lt-train:target/release/lt-train" "lt-build:target/release/lt-build"; do
+for pair in "lt-bench:$LT_BENCH" "lt-train:target/release/lt-train" "lt-build:target/release/lt-build" \
+    "photometric_bench:target/release/examples/photometric_bench"; do
     name="${pair%%:*}"; src="${pair#*:}"
     cp "$src" "$WORK/$name"
     strip "$WORK/$name"

@@ -56,7 +56,8 @@ enum Cmd {
     /// rates of the same settings and the ratios e2e/gpu and loader/gpu.
     E2e(E2eArgs),
     /// Data-parallel cost, alone or under torchrun: Gloo all-reduce GB/s,
-    /// and the step data-parallel (the plain step at world size 1).
+    /// and the step data-parallel (the plain step at world size 1). Gloo
+    /// reduces CPU tensors: --device auto is the CPU here.
     Dist(DistArgs),
 }
 
@@ -236,7 +237,10 @@ fn gpu(a: GpuArgs) -> anyhow::Result<()> {
     emit(&r.summary(), &r, a.step.json.as_ref())
 }
 
-fn dist(a: DistArgs) -> anyhow::Result<()> {
+fn dist(mut a: DistArgs) -> anyhow::Result<()> {
+    if a.gpu.step.device == "auto" {
+        a.gpu.step.device = "cpu".into();
+    }
     let timeout = std::time::Duration::from_secs(a.dist_timeout.max(1));
     let o = DistBenchOptions {
         step: gpu_options(&a.gpu)?,

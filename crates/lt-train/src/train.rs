@@ -693,9 +693,9 @@ pub fn train(opts: &TrainOptions, obs: &mut dyn Observer) -> Result<TrainOutcome
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut s = setup(recipe, &ds, opts.device)?;
     let mut scaler = prec.loss_scaler();
-    // Rank 0 prepares the run directory (a fresh one, or a resume's repairs
-    // and cut metrics) before any other rank reads it.
-    let _lock = if cluster.is_root() { Some(begin_run(opts, &ds, &mut s, scaler.as_mut())?) } else { None };
+    // Rank 0 prepares the run directory (a fresh one, or a killed writer's
+    // repairs) before any other rank reads it.
+    let _lock = if cluster.is_root() { Some(begin_run(opts)?) } else { None };
     cluster.barrier()?;
     let (start, rng, mut records) = if opts.resume {
         restore(opts, &ds, &mut s, scaler.as_mut())?
@@ -783,18 +783,15 @@ fn uses_every_parameter(recipe: &Recipe) -> bool {
 
 /// Rank 0's part of starting a run: one writer per run directory (the lock
 /// is held by the outcome, so lt-train keeps it until its report is
-/// written), a killed writer's repairs; then a fresh run directory, or on
-/// resume the checks of [`restore`] with the writes they imply (recipe,
-/// metrics cut to the checkpoint).
-fn begin_run(opts: &TrainOptions, ds: &Dataset, s: &mut Setup, scaler: Option<&mut LossScaler>) -> Result<crate::rundir::RunLock> {
+/// written), a killed writer's repairs to the checkpoint, and for a fresh
+/// run its directory.
+fn begin_run(opts: &TrainOptions) -> Result<crate::rundir::RunLock> {
     let (out, ckpt) = (&opts.out, opts.out.join(CHECKPOINT_DIR));
     let Some(lock) = crate::rundir::lock_run(out, !opts.resume)? else {
         return Err(TrainError::Resume { path: out.clone(), why: format!("no checkpoint in {}", ckpt.display()) });
     };
     checkpoint::recover(&ckpt)?;
-    if opts.resume {
-        restore(opts, ds, s, scaler)?;
-    } else {
+    if !opts.resume {
         if ckpt.exists() {
             return Err(TrainError::OutputTaken { path: out.clone(), what: "a run" });
         }
@@ -808,9 +805,9 @@ fn begin_run(opts: &TrainOptions, ds: &Dataset, s: &mut Setup, scaler: Option<&m
 /// run, loads the weights and the optimizer into `s` and the loss scale into
 /// `scaler`; returns where the epoch loop starts (mid-epoch with the epoch's
 /// loss sums so far), the method's RNG and the records of the epochs done.
-/// Only rank 0 writes; rank 0 restores twice (in [`begin_run`], before the
-/// other ranks read the directory, and with them), which reads the same
-/// checkpoint and writes the same bytes.
+/// Every rank restores, after rank 0's [`begin_run`] repaired the
+/// checkpoint; only rank 0 writes (the recipe and metrics.jsonl, each
+/// replaced atomically, which no other rank reads but the recipe).
 fn restore(
     opts: &TrainOptions,
     ds: &Dataset,
